@@ -1,0 +1,1 @@
+"""Fixtures that provide real, relocatable runtime archives (filled in with the runtime work)."""

@@ -1,0 +1,1 @@
+"""Fixtures that build tiny wheels locally for hermetic locking tests."""
