@@ -1,0 +1,3 @@
+"""`venvstacks lock`, `build`, `publish`, `local-export`, `status` and `dodo`."""
+
+COMMANDS: list[object] = []

@@ -1,0 +1,3 @@
+"""`venvstacks deploy`, `run` and `verify`."""
+
+COMMANDS: list[object] = []
