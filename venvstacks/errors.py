@@ -52,19 +52,19 @@ class LayerError(StackError):
         super().__init__(f"layer {layer}: {message}" if layer else message)
 
 
-class RuntimeProvisionError(RuntimeError, LayerError):
+class RuntimeProvisionError(LayerError, RuntimeError):
     """A runtime could not be found, downloaded, verified, packed or unpacked."""
 
 
-class LockError(RuntimeError, LayerError):
+class LockError(LayerError, RuntimeError):
     """Locking a layer failed (unresolvable requirements, missing wheels, bad lock file)."""
 
 
-class BuildError(RuntimeError, LayerError):
+class BuildError(LayerError, RuntimeError):
     """Building a layer environment failed."""
 
 
-class PublishError(RuntimeError, LayerError):
+class PublishError(LayerError, RuntimeError):
     """Archiving, exporting or writing metadata for a layer failed."""
 
 
