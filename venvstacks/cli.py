@@ -82,15 +82,11 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
 
 
 def _register_commands() -> None:
-    from venvstacks import cli_build, cli_deploy, cli_show
+    from venvstacks import cli_build, cli_deploy, cli_runtime, cli_show
 
     for module in (cli_show, cli_build, cli_deploy):
         for command in module.COMMANDS:
             cli.add_command(command)
-    try:  # TODO(issue 3): unconditional once cli_runtime lands
-        from venvstacks import cli_runtime
-    except ImportError:
-        return
     cli.add_command(cli_runtime.runtime)
 
 

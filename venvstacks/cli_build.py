@@ -1,3 +1,382 @@
-"""`venvstacks lock`, `build`, `publish`, `local-export`, `status` and `dodo`."""
+"""`venvstacks lock`, `build` and `status`: run or inspect the stack's tasks."""
 
-COMMANDS: list[object] = []
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from venvstacks import envbuild, locking
+from venvstacks.cli_common import (
+    LoadedStack,
+    build_dir_option,
+    choose_layers,
+    include_options,
+    load_stack,
+    spec_argument,
+)
+from venvstacks.engine import RunResult, build_dir_lock, run_tasks
+from venvstacks.errors import StackError
+from venvstacks.graph import LayerPlan
+from venvstacks.lockstate import StoredLocks
+from venvstacks.report import show_json, show_tree, stack_status
+from venvstacks.tasks import StackTasks
+
+__all__ = ["COMMANDS"]
+
+_log = logging.getLogger("venvstacks")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def lock_options(func: F) -> F:
+    """Options shared by the commands that may lock layers."""
+    decorators = [
+        click.option(
+            "--index/--no-index",
+            "use_index",
+            default=True,
+            help="Query the package indexes (--no-index: only --local-wheels).",
+        ),
+        click.option(
+            "--local-wheels",
+            metavar="DIR",
+            multiple=True,
+            type=click.Path(path_type=Path, file_okay=False),
+            help="A folder of wheels to lock and install from; repeatable.",
+        ),
+        click.option(
+            "--reset-lock",
+            metavar="PATTERN",
+            multiple=True,
+            help="Re-resolve these layers from scratch (newest allowed versions); repeatable.",
+        ),
+        click.option(
+            "--runtime-archives",
+            metavar="DIR",
+            multiple=True,
+            type=click.Path(path_type=Path, file_okay=False),
+            help="A folder of python-build-standalone runtime archives; repeatable. Also $VENVSTACKS_RUNTIME_ARCHIVES and [tool.venvstacks] runtime-archives.",
+        ),
+        click.option(
+            "--runtime-fallback",
+            type=click.Choice(["none", "host"]),
+            default=None,
+            help="'host': when no archive is found and the download fails, pack a matching Python from this machine.",
+        ),
+        click.option(
+            "-j",
+            "--jobs",
+            type=click.IntRange(1, 64),
+            default=1,
+            show_default=True,
+            help="Run up to N independent tasks at once.",
+        ),
+        click.option(
+            "--show", "show_first", is_flag=True, help="Print the selected layers before running."
+        ),
+        click.option("--show-only", is_flag=True, help="Print the selected layers and stop."),
+        click.option(
+            "--json",
+            "as_json",
+            is_flag=True,
+            help="Print the selection as JSON (implies --show-only unless --show).",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def _runtime_options(
+    stack: LoadedStack, dirs: Sequence[Path], fallback: str | None
+) -> envbuild.RuntimeOptions:
+    from venvstacks.runtimes import archive_dirs_from
+
+    archive_dirs = archive_dirs_from(
+        list(dirs), os.environ, list(stack.spec.settings.runtime_archives)
+    )
+    return envbuild.RuntimeOptions(
+        archive_dirs=tuple(archive_dirs),
+        fallback=fallback or stack.spec.settings.runtime_fallback,
+        base_url=os.environ.get("VENVSTACKS_PBS_BASE_URL"),
+    )
+
+
+def _lock_options(
+    stack: LoadedStack,
+    use_index: bool,
+    local_wheels: Sequence[Path],
+    reset: Sequence[str],
+    allow_missing: bool,
+) -> locking.LockOptions:
+    from venvstacks.graph import require_matches, select_layers
+
+    reset_envs: set[str] = set()
+    if reset:
+        chosen, unmatched = select_layers(
+            stack.plan, reset, with_dependencies=False, with_derived=False
+        )
+        warning = require_matches(unmatched, allow_missing=allow_missing, what="--reset-lock ")
+        if warning:
+            _log.warning("warning: %s", warning)
+        reset_envs = {layer.env_name for layer in chosen}
+    wheels = tuple((stack.spec.spec_dir / p).absolute() for p in local_wheels)
+    missing = [str(p) for p in wheels if not p.is_dir()]
+    if missing:
+        raise StackError(f"--local-wheels folder does not exist: {', '.join(missing)}")
+    return locking.LockOptions(
+        use_index=use_index,
+        local_wheels=wheels,
+        reset=frozenset(reset_envs),
+        exclude_newer=_exclude_newer(stack),
+    )
+
+
+def _exclude_newer(stack: LoadedStack) -> Any:
+    from venvstacks.indexes import parse_timestamp
+
+    text = os.environ.get("UV_EXCLUDE_NEWER")
+    if not text:
+        return stack.spec.uv.exclude_newer
+    problems: list[str] = []
+    value = parse_timestamp(text, "UV_EXCLUDE_NEWER", problems)
+    if problems:
+        raise StackError(problems[0])
+    return value
+
+
+class Progress:
+    """Per-task progress lines on stderr: shown on a terminal or with -v, silent otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __call__(self, event: str, name: str, seconds: float | None) -> None:
+        if not self.enabled:
+            return
+        if event == "start":
+            click.echo(f"  ... {name}", err=True)
+        elif event == "done":
+            click.echo(f"  ok  {name} ({seconds:.1f} s)", err=True)
+        elif event == "fail":
+            click.echo(f"  FAILED {name} ({seconds:.1f} s)", err=True)
+
+
+def _progress(ctx: click.Context) -> Progress:
+    state = ctx.obj
+    enabled = not state.quiet and (state.verbose > 0 or sys.stderr.isatty())
+    return Progress(enabled)
+
+
+def _report_failures(result: RunResult) -> None:
+    if result.code == 0:
+        return
+    lines = [f"{name}: {message}" for name, message in result.failures.items()]
+    if not lines:
+        lines = [f"task run failed with status {result.code}"]
+    first, *rest = lines
+    for line in rest:
+        click.echo(f"error: {line}", err=True)
+    raise StackError(first)
+
+
+def _run(
+    stack: LoadedStack, tasks: StackTasks, selected: list[str], jobs: int, ctx: click.Context
+) -> RunResult:
+    with build_dir_lock(stack.layout.lock_file):
+        result = run_tasks(
+            tasks.all_tasks(), selected, stack.layout.task_db, jobs=jobs, progress=_progress(ctx)
+        )
+    _report_failures(result)
+    return result
+
+
+def _show_selection(
+    stack: LoadedStack, layers: Sequence[LayerPlan], ops: list[str], as_json: bool
+) -> None:
+    operations: dict[str, Sequence[str]] = {layer.env_name: ops for layer in layers}
+    status = stack_status(stack.plan, layers, StoredLocks(stack.plan, stack.layout), operations)
+    click.echo(show_json(status) if as_json else show_tree(status), nl=False)
+
+
+def _stale_locks(stack: LoadedStack, layers: Sequence[LayerPlan]) -> list[str]:
+    needed: dict[str, None] = {}
+    for layer in layers:
+        for env in (*layer.dependencies, layer.env_name):
+            needed[env] = None
+    return [
+        env
+        for env in needed
+        if not locking.stored_lock_state(stack.plan, stack.plan[env], stack.layout).valid
+    ]
+
+
+@click.command()
+@spec_argument
+@build_dir_option
+@include_options
+@lock_options
+@click.option(
+    "--if-needed/--no-if-needed",
+    default=True,
+    help="Accepted for compatibility: layers are only relocked when their inputs changed (use --reset-lock to force).",
+)
+@click.option(
+    "--lock-dependencies/--no-lock-dependencies",
+    default=False,
+    help="Accepted for compatibility: lower layers are always brought up to date first.",
+)
+@click.pass_context
+def lock(
+    ctx: click.Context,
+    spec_path: Path,
+    build_dir: str | None,
+    include: tuple[str, ...],
+    allow_missing: bool,
+    use_index: bool,
+    local_wheels: tuple[Path, ...],
+    reset_lock: tuple[str, ...],
+    runtime_archives: tuple[Path, ...],
+    runtime_fallback: str | None,
+    jobs: int,
+    show_first: bool,
+    show_only: bool,
+    as_json: bool,
+    if_needed: bool,
+    lock_dependencies: bool,
+) -> None:
+    """Lock the layers of a stack: requirements/<layer>/pylock.<layer>.toml and its metadata.
+
+    Only layers whose inputs (requirements, lower layers' locks, targets, indexes) changed are
+    re-resolved; a relock that gives the same lock changes no file.
+    """
+    stack = load_stack(spec_path, build_dir)
+    layers = choose_layers(stack.plan, include, allow_missing)
+    if show_first or show_only or as_json:
+        _show_selection(stack, layers, ["lock"], as_json)
+        if show_only or (as_json and not show_first):
+            return
+    tasks = StackTasks(
+        stack.plan,
+        stack.layout,
+        lock_options=_lock_options(stack, use_index, local_wheels, reset_lock, allow_missing),
+        runtime_options=_runtime_options(stack, runtime_archives, runtime_fallback),
+    )
+    if not layers:
+        click.echo("No environments found to lock")
+        return
+    _run(stack, tasks, [f"lock:{l.env_name}" for l in layers], jobs, ctx)
+    _print_locked(stack, layers)
+
+
+def _print_locked(stack: LoadedStack, layers: Sequence[LayerPlan]) -> None:
+    from venvstacks.layout import relative_to_common
+
+    paths = [stack.layout.lock(l.env_name).pylock for l in layers]
+    base, relative = relative_to_common(paths)
+    click.echo("Locked environments:")
+    for layer, rel in zip(layers, relative, strict=True):
+        meta = json.loads(stack.layout.lock(layer.env_name).metadata.read_text())
+        click.echo(f"  {rel} (locked at: {meta['locked_at']})")
+    click.echo(f"All paths reported relative to {base}")
+
+
+@click.command()
+@spec_argument
+@build_dir_option
+@include_options
+@lock_options
+@click.option(
+    "--lock-if-needed/--no-lock-if-needed",
+    "lock_if_needed",
+    default=False,
+    help="Lock layers whose lock is missing or out of date, instead of failing.",
+)
+@click.option("--lock/--no-lock", "lock_alias", default=False, hidden=True)
+@click.option("--clean", is_flag=True, help="Rebuild the selected environments from scratch.")
+@click.option(
+    "--build-dependencies/--no-build-dependencies",
+    default=False,
+    help="Accepted for compatibility: lower layers are always brought up to date first.",
+)
+@click.option("--lock-dependencies/--no-lock-dependencies", default=False, hidden=True)
+@click.pass_context
+def build(
+    ctx: click.Context,
+    spec_path: Path,
+    build_dir: str | None,
+    include: tuple[str, ...],
+    allow_missing: bool,
+    use_index: bool,
+    local_wheels: tuple[Path, ...],
+    reset_lock: tuple[str, ...],
+    runtime_archives: tuple[Path, ...],
+    runtime_fallback: str | None,
+    jobs: int,
+    show_first: bool,
+    show_only: bool,
+    as_json: bool,
+    lock_if_needed: bool,
+    lock_alias: bool,
+    clean: bool,
+    build_dependencies: bool,
+    lock_dependencies: bool,
+) -> None:
+    """Build the environments of a stack in the build dir (default _build beside the spec).
+
+    Only layers whose lock, lower layers or app modules changed are rebuilt; independent layers
+    build in parallel with -j N. Environments are built aside and swapped in, so an interrupted
+    build leaves the previous environment (or none), never a half-built one.
+    """
+    stack = load_stack(spec_path, build_dir)
+    layers = choose_layers(stack.plan, include, allow_missing, with_derived=False)
+    if show_first or show_only or as_json:
+        _show_selection(stack, layers, ["build"], as_json)
+        if show_only or (as_json and not show_first):
+            return
+    options = _lock_options(stack, use_index, local_wheels, reset_lock, allow_missing)
+    stale = _stale_locks(stack, layers)
+    if stale and not (lock_if_needed or lock_alias or options.reset):
+        raise StackError(
+            f"layers without a valid lock: {', '.join(stale)} "
+            "(run `venvstacks lock`, or pass --lock-if-needed)"
+        )
+    tasks = StackTasks(
+        stack.plan,
+        stack.layout,
+        lock_options=options,
+        runtime_options=_runtime_options(stack, runtime_archives, runtime_fallback),
+    )
+    if clean:
+        _clean_envs(stack, layers)
+    selected = tasks.names("link", layers)
+    if not selected:
+        click.echo("No environments found to build on this platform")
+        return
+    result = _run(stack, tasks, selected, jobs, ctx)
+    _print_built(stack, result, layers)
+
+
+def _clean_envs(stack: LoadedStack, layers: Sequence[LayerPlan]) -> None:
+    import shutil
+
+    for layer in layers:
+        shutil.rmtree(stack.layout.env_dir(layer.env_name), ignore_errors=True)
+        for op in ("install", "link"):
+            stack.layout.stamp(op, layer.env_name).unlink(missing_ok=True)
+
+
+def _print_built(stack: LoadedStack, result: RunResult, layers: Sequence[LayerPlan]) -> None:
+    ran = len(result.executed)
+    click.echo(
+        f"Built {len(layers)} layer(s) in {stack.layout.build_dir} ({ran} task(s) ran, {len(result.up_to_date)} up to date)"
+    )
+
+
+COMMANDS = [lock, build]

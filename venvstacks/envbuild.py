@@ -1,0 +1,325 @@
+"""Building layer environments: provision runtimes, install locks, link layers together.
+
+Each operation works on one layer and is safe to interrupt: environments are built in a temporary
+sibling folder and renamed into place, so a half-built environment is never taken for a good one.
+The operations are plain functions; `tasks.py` wraps them as doit tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from venvstacks import dynlib
+from venvstacks._injected import postinstall
+from venvstacks.errors import BuildError
+from venvstacks.graph import LayerPlan, StackPlan
+from venvstacks.layout import BuildLayout
+from venvstacks.names import EnvName, LayerKind
+from venvstacks.platforms import (
+    TargetPlatform,
+    build_platform,
+    parse_linux_target,
+    uv_python_platform,
+)
+from venvstacks.proc import ProcessFailed, run_checked, tail, uv_command
+from venvstacks.runtimes import RuntimeSource, find_runtime, install_runtime
+from venvstacks.sourcetree import copy_module, default_source_filter
+
+__all__ = [
+    "RuntimeOptions",
+    "deployed_config",
+    "install_layer",
+    "link_layer",
+    "provision_runtime",
+    "runtime_python",
+]
+
+_log = logging.getLogger(__name__)
+LAYER_CONFIG = Path("share/venv/metadata/venvstacks_layer.json")
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    archive_dirs: tuple[Path, ...] = ()
+    fallback: str = "none"
+    base_url: str | None = None
+
+
+def runtime_python(layout: BuildLayout, runtime_env: EnvName) -> Path:
+    """The provisioned (lock-time) interpreter of a runtime layer."""
+    return layout.runtime_cache / runtime_env / "bin" / "python3"
+
+
+def _provision_record(layout: BuildLayout, runtime_env: EnvName) -> Path:
+    return layout.runtime_cache / f"{runtime_env}.json"
+
+
+def provision_runtime(
+    plan: StackPlan, env: EnvName, layout: BuildLayout, options: RuntimeOptions
+) -> dict[str, Any]:
+    """Find, verify and unpack a runtime's interpreter into the build dir's runtime cache."""
+    layer = plan[env]
+    source = find_runtime(
+        layer.python_implementation,
+        archive_dirs=options.archive_dirs,
+        fallback="host" if options.fallback == "host" else "none",
+        cache_dir=layout.runtime_cache / "archives",
+        base_url=options.base_url,
+    )
+    if source.warning:
+        _log.warning("warning: %s: %s", env, source.warning)
+    install_runtime(source, layout.runtime_cache / env)
+    record = _source_record(source)
+    record_path = _provision_record(layout, env)
+    record_path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return record
+
+
+def _source_record(source: RuntimeSource) -> dict[str, Any]:
+    return {
+        "archive": source.archive.name,
+        "sha256": source.sha256,
+        "kind": str(source.kind),
+        "description": source.description,
+        "version": source.version,
+        "portable": source.portable,
+        **({"warning": source.warning} if source.warning else {}),
+    }
+
+
+def runtime_provenance(layout: BuildLayout, runtime_env: EnvName) -> dict[str, Any]:
+    """Where a runtime layer's interpreter came from (recorded by `provision_runtime`)."""
+    try:
+        data = json.loads(_provision_record(layout, runtime_env).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def site_dir(layer: LayerPlan) -> str:
+    return f"lib/python{layer.py_major_minor}/site-packages"
+
+
+def _staging_dir(target: Path) -> Path:
+    staging = target.with_name(f".{target.name}.new")
+    if staging.exists():
+        shutil.rmtree(staging)
+    return staging
+
+
+def _swap_into_place(staging: Path, target: Path) -> None:
+    """Replace `target` with `staging` so that `target` is always either old or new, whole."""
+    old = target.with_name(f".{target.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists() or target.is_symlink():
+        target.rename(old)
+    staging.rename(target)
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _uv_sync(env: EnvName, python: Path, lock: Path, layer: LayerPlan) -> None:
+    platform = build_platform()
+    linux = parse_linux_target(layer.spec.linux_target or "glibc@2.28")
+    argv = [
+        *uv_command(),
+        "pip",
+        "sync",
+        "--python",
+        str(python),
+        "--quiet",
+        "--no-color",
+        "--python-platform",
+        uv_python_platform(platform, linux),
+        "--link-mode",
+        "copy",
+        "--allow-empty-requirements",
+        "--break-system-packages",
+        str(lock),
+    ]
+    extra = {"MACOSX_DEPLOYMENT_TARGET": layer.spec.macosx_target or "13.0"}
+    try:
+        run_checked(argv, env=extra, cwd=lock.parent)
+    except ProcessFailed as exc:
+        raise BuildError(env, f"installing {lock.name} failed:\n{tail(exc.output)}") from None
+
+
+def install_layer(plan: StackPlan, env: EnvName, layout: BuildLayout) -> dict[str, Any]:
+    """Create the layer's environment from scratch and install its lock into it."""
+    layer = plan[env]
+    if not layer.targets(build_platform()):
+        raise BuildError(env, f"does not target this platform ({build_platform()})")
+    target = layout.env_dir(env)
+    staging = _staging_dir(target)
+    lock = layout.lock(env).pylock
+    if not lock.exists():
+        raise BuildError(env, f"no lock file at {lock}; run `venvstacks lock` first")
+    try:
+        if layer.kind is LayerKind.RUNTIME:
+            python = _stage_runtime(layout, env, staging)
+        else:
+            python = _stage_venv(plan, layer, layout, staging)
+        _uv_sync(env, python, lock, layer)
+        dynlib.clean_scripts_dir(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _swap_into_place(staging, target)
+    return {"built_at": time.time_ns(), "lock": lock.name}
+
+
+def _stage_runtime(layout: BuildLayout, env: EnvName, staging: Path) -> Path:
+    source = layout.runtime_cache / env
+    if not (source / "bin" / "python3").exists():
+        raise BuildError(env, "the runtime has not been provisioned (its runtime task must run)")
+    shutil.copytree(source, staging, symlinks=True)
+    python = staging / "bin" / "python"
+    if not python.exists():
+        python.symlink_to("python3")
+    return staging / "bin" / "python3"
+
+
+def _stage_venv(plan: StackPlan, layer: LayerPlan, layout: BuildLayout, staging: Path) -> Path:
+    base = layout.env_dir(layer.runtime) / "bin" / "python3"
+    if not base.exists():
+        raise BuildError(layer.env_name, f"its runtime {layer.runtime} has not been built")
+    try:
+        run_checked(
+            [str(base), "-X", "utf8", "-Im", "venv", "--without-pip", "--symlinks", str(staging)]
+        )
+    except ProcessFailed as exc:
+        raise BuildError(layer.env_name, f"creating the venv failed:\n{tail(exc.output)}") from None
+    return staging / "bin" / "python"
+
+
+def install_target(plan: StackPlan, layout: BuildLayout, env: EnvName) -> str:
+    """The deployed folder name of a layer: `@N` added for versioned layers."""
+    layer = plan[env]
+    if not layer.spec.versioned:
+        return env
+    try:
+        meta = json.loads(layout.lock(env).metadata.read_text())
+    except (OSError, ValueError):
+        raise BuildError(env, "a versioned layer needs a valid lock to be named") from None
+    return f"{env}@{meta['lock_version']}"
+
+
+def deployed_config(plan: StackPlan, layout: BuildLayout, env: EnvName) -> dict[str, Any]:
+    """The layer's `venvstacks_layer.json`: paths relative to the layer folder, deployed names."""
+    layer = plan[env]
+    own_site = site_dir(layer)
+    config: dict[str, Any] = {
+        "python": "bin/python",
+        "py_version": _full_py_version(layout, layer),
+        "site_dir": own_site,
+    }
+    if layer.kind is LayerKind.RUNTIME:
+        config.update(base_python="bin/python", pylib_dirs=[], dynlib_dirs=[])
+        return config
+    runtime_target = install_target(plan, layout, layer.runtime)
+    deps = [install_target(plan, layout, d) for d in layer.dependencies]
+    config["base_python"] = f"../{runtime_target}/bin/python"
+    config["pylib_dirs"] = [f"../{t}/{own_site}" for t in deps]
+    config["dynlib_dirs"] = [f"../{t}/share/venv/dynlib" for t in deps]
+    if layer.kind is LayerKind.APPLICATION and layer.spec.launch_module is not None:
+        config["launch_module"] = layer.spec.launch_module.stem
+    return config
+
+
+def _full_py_version(layout: BuildLayout, layer: LayerPlan) -> str:
+    version = runtime_provenance(layout, layer.runtime).get("version")
+    return str(version) if version else layer.py_version
+
+
+def link_layer(plan: StackPlan, env: EnvName, layout: BuildLayout) -> dict[str, Any]:
+    """Connect a built environment to its lower layers and add what deployment needs."""
+    layer = plan[env]
+    env_dir = layout.env_dir(env)
+    if not env_dir.exists():
+        raise BuildError(env, f"environment {env_dir} does not exist (its install task must run)")
+    config = deployed_config(plan, layout, env)
+    _write_json(env_dir / LAYER_CONFIG, config)
+    site = env_dir / site_dir(layer)
+    copied = _copy_app_modules(layer, site)
+    libs = dynlib.find_shared_libraries(
+        site, py_version=layer.py_major_minor, exclude_patterns=layer.spec.dynlib_exclude
+    )
+    dynlib.apply_dynlib_links(env_dir, dynlib.plan_dynlib_links(libs, layer=env))
+    if layer.kind is not LayerKind.RUNTIME:
+        _link_to_lower_layers(plan, layer, layout, env_dir, site)
+    dynlib.make_symlinks_portable(env_dir, layout.build_dir, layer=env)
+    return {
+        "linked_at": time.time_ns(),
+        "modules": copied,
+        "install_target": install_target(plan, layout, env),
+    }
+
+
+def _copy_app_modules(layer: LayerPlan, site: Path) -> list[str]:
+    spec = layer.spec
+    if spec.kind is not LayerKind.APPLICATION or spec.launch_module is None:
+        return []
+    keep = default_source_filter(spec.launch_module.parent)
+    copied = []
+    for module in (spec.launch_module, *spec.support_modules):
+        copied.append(copy_module(module, site, source_filter=keep).name)
+    return copied
+
+
+def _link_to_lower_layers(
+    plan: StackPlan, layer: LayerPlan, layout: BuildLayout, env_dir: Path, site: Path
+) -> None:
+    deps = [layout.env_dir(d) for d in layer.dependencies]
+    pylib = [str(d / site_dir(layer)) for d in deps]
+    dynlibs = [str(d / "share" / "venv" / "dynlib") for d in deps]
+    text = postinstall.render_sitecustomize(pylib, dynlibs, windows=False)
+    if text is not None:
+        (site / "sitecustomize.py").write_text(text, encoding="utf-8")
+    _write_python_wrapper(layer, layout, env_dir)
+
+
+def _write_python_wrapper(layer: LayerPlan, layout: BuildLayout, env_dir: Path) -> None:
+    """bin/python: a script adding lower layers' dynlib dirs to the library path, then the runtime."""
+    bin_dir = env_dir / "bin"
+    base = layout.env_dir(layer.runtime) / "bin" / "python"
+    relative_dynlibs = [
+        os.path.relpath(layout.env_dir(d) / "share" / "venv" / "dynlib", bin_dir)
+        for d in layer.dependencies
+    ]
+    for name in ("python", "python_", "python3", f"python{layer.py_major_minor}"):
+        path = bin_dir / name
+        if path.is_symlink() or path.exists():
+            path.unlink()
+    (bin_dir / "python_").symlink_to(os.path.relpath(base, bin_dir))
+    wrapper = postinstall.render_python_wrapper(relative_dynlibs, macos=sys.platform == "darwin")
+    (bin_dir / "python").write_text(wrapper, encoding="utf-8")
+    (bin_dir / "python").chmod(0o755)
+    for alias in ("python3", f"python{layer.py_major_minor}"):
+        (bin_dir / alias).symlink_to("python")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def targets_build_platform(layer: LayerPlan) -> bool:
+    return layer.targets(build_platform())
+
+
+def platform_name() -> TargetPlatform:
+    return build_platform()
+
+
+def layer_names(layers: Sequence[LayerPlan]) -> list[str]:
+    return [layer.env_name for layer in layers]

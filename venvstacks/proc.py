@@ -1,0 +1,127 @@
+"""Running subprocesses (uv, Python): one call site, a scrubbed environment, one error type.
+
+Builds must not depend on the machine's pip or uv configuration nor on the caller's Python
+environment variables, so every subprocess gets a cleaned copy of the environment: no PIP_*,
+no UV_* except the few a user is expected to set (credentials, cache, exclude-newer), no
+PYTHON* variables, no VIRTUAL_ENV; uv never downloads a Python and reads no user or system
+configuration (only the settings venvstacks writes into each layer's resolve project).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+
+__all__ = ["ProcessFailed", "Runner", "clean_environment", "run_checked", "uv_command"]
+
+_log = logging.getLogger(__name__)
+
+# uv settings a user may legitimately pass through the environment.
+_UV_KEEP_PREFIXES = ("UV_INDEX_", "UV_HTTP_", "UV_CACHE_DIR", "UV_EXCLUDE_NEWER", "UV_NO_CACHE")
+_NO_CONFIG_DIR = "/nonexistent/venvstacks-no-user-config"
+_UV_KEEP = frozenset(
+    {"UV_KEYRING_PROVIDER", "UV_NATIVE_TLS", "UV_OFFLINE", "UV_CONCURRENT_DOWNLOADS"}
+)
+
+
+class ProcessFailed(Exception):
+    """A subprocess exited non-zero; carries its output for the caller to turn into a StackError."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, output: str) -> None:
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.output = output
+        super().__init__(f"{Path(argv[0]).name} exited with status {returncode}")
+
+
+class Runner(Protocol):
+    """How operations run a subprocess (a fake can stand in for pure-logic tests)."""
+
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> str: ...
+
+
+def _keep(name: str) -> bool:
+    if name.startswith(("PIP_", "PYTHON", "CONDA_")) or name in ("VIRTUAL_ENV", "PYENV_VERSION"):
+        return False
+    if name.startswith("UV_"):
+        return name in _UV_KEEP or name.startswith(_UV_KEEP_PREFIXES)
+    return True
+
+
+def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment every subprocess gets (see the module docstring)."""
+    env = {k: v for k, v in os.environ.items() if _keep(k)}
+    env.update(
+        {
+            "PYTHONNOUSERSITE": "1",
+            "PYTHONSAFEPATH": "1",
+            "PYTHONUTF8": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "UV_PYTHON_DOWNLOADS": "never",
+            # uv reads the resolve project's own [tool.uv], but no user or system uv.toml.
+            "XDG_CONFIG_HOME": _NO_CONFIG_DIR,
+            "XDG_CONFIG_DIRS": _NO_CONFIG_DIR,
+            "UV_NO_PROGRESS": "1",
+            "PIP_CONFIG_FILE": os.devnull,
+            "PIP_NO_INPUT": "1",
+        }
+    )
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_checked(
+    argv: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """Run a command with a clean environment; return its combined output or raise ProcessFailed."""
+    _log.debug("running: %s", " ".join(str(a) for a in argv))
+    result = subprocess.run(
+        [str(a) for a in argv],
+        cwd=cwd,
+        env=clean_environment(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        check=False,
+    )
+    if result.returncode != 0:
+        raise ProcessFailed(argv, result.returncode, result.stdout)
+    return result.stdout
+
+
+def uv_command() -> list[str]:
+    """How to invoke uv: the binary installed with venvstacks, else one on PATH."""
+    try:
+        from uv import find_uv_bin
+
+        return [find_uv_bin()]
+    except (ImportError, FileNotFoundError):
+        pass
+    found = shutil.which("uv")
+    if found:
+        return [found]
+    return [sys.executable, "-m", "uv"]
+
+
+def tail(output: str, lines: int = 15) -> str:
+    """The last lines of a tool's output, for error messages."""
+    kept = [line for line in output.strip().splitlines() if line.strip()]
+    return "\n".join(kept[-lines:])

@@ -1,0 +1,233 @@
+"""The stack as doit tasks: one task per layer and operation, with content-hash dependencies.
+
+Task names are `<operation>:<env name>`:
+
+    runtime:R   find, verify and unpack runtime R's interpreter (used to lock and to build)
+    lock:L      lock layer L with uv            → requirements/<L>/pylock.<L>.toml (+ .meta.json)
+    install:L   build L's environment from its lock (in a temporary folder, renamed into place)
+    link:L      sitecustomize, layer config, app modules, dynlib links, python wrapper
+    archive:L   reproducible archive + metadata  → <output>/<install target>.tar.xz
+    export:L    a local, unarchived export of L   → <output>/<install target>/
+
+Staleness is by content. A lock task has its lower layers' lock files as `file_dep`, so a lower
+relock that reproduces the same bytes stops the cascade there; `task_dep` only orders tasks. Every
+task's target is a stamp (or the artefact itself) written last, so a failed or interrupted task
+is never taken as done.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from doit.exceptions import TaskFailed
+from doit.tools import config_changed
+
+from venvstacks import envbuild, locking
+from venvstacks.engine import TaskDict
+from venvstacks.errors import StackError
+from venvstacks.graph import LayerPlan, StackPlan
+from venvstacks.hashing import hash_strings
+from venvstacks.layout import BuildLayout
+from venvstacks.names import EnvName, LayerKind
+from venvstacks.platforms import build_platform
+from venvstacks.sourcetree import default_source_filter, walk_source_tree
+
+__all__ = ["OPERATIONS", "StackTasks", "task_name"]
+
+OPERATIONS = ("runtime", "lock", "install", "link", "archive", "export")
+
+
+def task_name(operation: str, env: str) -> str:
+    return f"{operation}:{env}"
+
+
+def run_operation(
+    op: Callable[..., dict[str, Any] | Any], stamp: str | None, *args: Any
+) -> dict[str, Any] | TaskFailed:
+    """Run one operation as a doit action: user errors fail the task, the stamp is written last."""
+    try:
+        result = op(*args)
+    except StackError as exc:
+        return TaskFailed(str(exc))
+    values = result if isinstance(result, dict) else {"result": repr(result)}
+    if stamp is not None:
+        path = Path(stamp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values, indent=2, sort_keys=True, default=str) + "\n")
+    return {k: v for k, v in values.items() if isinstance(v, str | int | float | bool)}
+
+
+def _lock_action(
+    plan: StackPlan, env: EnvName, layout: BuildLayout, options: locking.LockOptions
+) -> dict[str, Any]:
+    python = envbuild.runtime_python(layout, plan[env].runtime)
+    outcome = locking.lock_layer(plan, env, layout, options, python)
+    return {
+        "resolved": outcome.resolved,
+        "changed": outcome.changed,
+        "locked_at": outcome.locked_at,
+    }
+
+
+def _stored_lock_valid(plan: StackPlan, env: EnvName, layout: BuildLayout, reset: bool) -> bool:
+    if reset:
+        return False
+    return locking.stored_lock_state(plan, plan[env], layout).valid
+
+
+def _path_exists(path: Path) -> bool:
+    return path.exists()
+
+
+@dataclass(frozen=True)
+class StackTasks:
+    """Every task of a stack, for the engine, `status`, `graph --tasks` and generated dodo files."""
+
+    plan: StackPlan
+    layout: BuildLayout
+    lock_options: locking.LockOptions = field(default_factory=locking.LockOptions)
+    runtime_options: envbuild.RuntimeOptions = field(default_factory=envbuild.RuntimeOptions)
+    publishing: Any = None  # publish.PublishOptions, when archive/export tasks are wanted
+
+    @property
+    def buildable(self) -> tuple[LayerPlan, ...]:
+        platform = build_platform()
+        return tuple(layer for layer in self.plan.enabled if layer.targets(platform))
+
+    def all_tasks(self) -> list[TaskDict]:
+        tasks: list[TaskDict] = []
+        for layer in self.plan.enabled:
+            if layer.kind is LayerKind.RUNTIME:
+                tasks.append(self.runtime_task(layer))
+            tasks.append(self.lock_task(layer))
+        for layer in self.buildable:
+            tasks.append(self.install_task(layer))
+            tasks.append(self.link_task(layer))
+        if self.publishing is not None:
+            tasks.extend(self.publishing.tasks(self))
+        return tasks
+
+    def runtime_task(self, layer: LayerPlan) -> TaskDict:
+        env = layer.env_name
+        record = envbuild._provision_record(self.layout, env)
+        digest = hash_strings(
+            [
+                layer.python_implementation,
+                *map(str, self.runtime_options.archive_dirs),
+                self.runtime_options.fallback,
+            ]
+        )
+        python = envbuild.runtime_python(self.layout, env)
+        return {
+            "basename": "runtime",
+            "name": env,
+            "doc": f"find and unpack the {layer.python_implementation} interpreter",
+            "actions": [
+                (
+                    run_operation,
+                    [
+                        envbuild.provision_runtime,
+                        None,
+                        self.plan,
+                        env,
+                        self.layout,
+                        self.runtime_options,
+                    ],
+                )
+            ],
+            "targets": [str(record)],
+            "uptodate": [config_changed(digest), (_path_exists, [python])],
+        }
+
+    def lock_task(self, layer: LayerPlan) -> TaskDict:
+        env = layer.env_name
+        paths = self.layout.lock(env)
+        lower = [self.layout.lock(d).pylock for d in layer.dependencies]
+        file_dep = [str(p) for p in lower] + [str(p) for p in self._module_files(layer)]
+        reset = env in self.lock_options.reset
+        return {
+            "basename": "lock",
+            "name": env,
+            "doc": f"lock {env} with uv for {', '.join(map(str, layer.platforms))}",
+            "actions": [
+                (
+                    run_operation,
+                    [_lock_action, None, self.plan, env, self.layout, self.lock_options],
+                )
+            ],
+            "file_dep": file_dep,
+            "targets": [str(paths.pylock), str(paths.metadata)],
+            "task_dep": [task_name("runtime", layer.runtime)]
+            + [task_name("lock", d) for d in layer.dependencies],
+            "uptodate": [(_stored_lock_valid, [self.plan, env, self.layout, reset])],
+        }
+
+    def _module_files(self, layer: LayerPlan) -> list[Path]:
+        spec = layer.spec
+        if spec.kind is not LayerKind.APPLICATION or spec.launch_module is None:
+            return []
+        keep = default_source_filter(spec.launch_module.parent)
+        files: list[Path] = []
+        for module in (spec.launch_module, *spec.support_modules):
+            if module.is_dir():
+                for folder, _dirs, names in walk_source_tree(module, keep):
+                    files.extend(folder / name for name in names)
+            else:
+                files.append(module)
+        return files
+
+    def install_task(self, layer: LayerPlan) -> TaskDict:
+        env = layer.env_name
+        stamp = self.layout.stamp("install", env)
+        file_dep = [str(self.layout.lock(env).pylock)]
+        task_dep = []
+        if layer.kind is LayerKind.RUNTIME:
+            file_dep.append(str(envbuild._provision_record(self.layout, env)))
+        else:
+            task_dep.append(task_name("install", layer.runtime))
+        return {
+            "basename": "install",
+            "name": env,
+            "doc": f"build the {env} environment from its lock",
+            "actions": [
+                (run_operation, [envbuild.install_layer, str(stamp), self.plan, env, self.layout])
+            ],
+            "file_dep": file_dep,
+            "targets": [str(stamp)],
+            "task_dep": task_dep,
+            "uptodate": [(_path_exists, [self.layout.env_dir(env)])],
+        }
+
+    def link_task(self, layer: LayerPlan) -> TaskDict:
+        env = layer.env_name
+        stamp = self.layout.stamp("link", env)
+        deps = [d for d in layer.dependencies]
+        file_dep = [str(self.layout.stamp("install", env)), str(self.layout.lock(env).metadata)]
+        file_dep += [str(self.layout.lock(d).metadata) for d in deps]
+        file_dep += [str(p) for p in self._module_files(layer)]
+        digest = hash_strings([*deps, *layer.spec.dynlib_exclude, _link_format_version()])
+        return {
+            "basename": "link",
+            "name": env,
+            "doc": f"link {env} to its lower layers and add deployment files",
+            "actions": [
+                (run_operation, [envbuild.link_layer, str(stamp), self.plan, env, self.layout])
+            ],
+            "file_dep": file_dep,
+            "targets": [str(stamp)],
+            "task_dep": [task_name("install", env)] + [task_name("link", d) for d in deps],
+            "uptodate": [config_changed(digest), (_path_exists, [self.layout.env_dir(env)])],
+        }
+
+    def names(self, operation: str, layers: Iterable[LayerPlan]) -> list[str]:
+        known = {t["basename"] + ":" + t["name"] for t in self.all_tasks()}
+        return [n for n in (task_name(operation, l.env_name) for l in layers) if n in known]
+
+
+def _link_format_version() -> str:
+    """Bumped when what the link step writes changes, so that old build dirs are relinked."""
+    return "link-format-1"
