@@ -177,7 +177,10 @@ def _progress(ctx: click.Context) -> Progress:
 def _report_failures(result: RunResult) -> None:
     if result.code == 0:
         return
-    lines = [f"{name}: {message}" for name, message in result.failures.items()]
+    lines = [
+        message if message.startswith("layer ") else f"{name}: {message}"
+        for name, message in result.failures.items()
+    ]
     if not lines:
         lines = [f"task run failed with status {result.code}"]
     first, *rest = lines

@@ -11,15 +11,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import tomlkit
+from packaging.utils import canonicalize_name
 
 from venvstacks import lockfile
 from venvstacks.errors import LockError
@@ -261,7 +263,27 @@ def _project_name(env: str) -> str:
     return canonicalize_name(re.sub(r"[^a-zA-Z0-9._-]", "-", env)) or "layer"
 
 
-def _run_uv_lock(env: EnvName, project: Path, python: Path, reset: bool) -> str:
+def lower_providers(layout: BuildLayout, lower_envs: Sequence[EnvName]) -> dict[str, str]:
+    """Which lower layer installs each package (`name==version` → env), first one wins."""
+    providers: dict[str, str] = {}
+    for env in lower_envs:
+        for pkg in lockfile.read_packages(layout.lock(env).pylock.read_text(encoding="utf-8")):
+            if not pkg.shared:
+                providers.setdefault(pkg.name, f"{pkg.requirement} from {env}")
+    return providers
+
+
+def explain_conflicts(output: str, providers: Mapping[str, str]) -> list[str]:
+    """Lower-layer pins that uv's explanation mentions: the likely cause of a failed lock."""
+    mentioned = {
+        canonicalize_name(m) for m in re.findall(r"([A-Za-z0-9][\w.-]*)(?:==|<|>|!=|~=)", output)
+    }
+    return [providers[name] for name in sorted(mentioned) if name in providers]
+
+
+def _run_uv_lock(
+    env: EnvName, project: Path, python: Path, reset: bool, providers: Mapping[str, str]
+) -> str:
     """Resolve and export the layer's lock; return the raw pylock text from uv."""
     uv = uv_command()
     common = ["--project", str(project), "--python", str(python), "--no-color", "--quiet"]
@@ -289,7 +311,13 @@ def _run_uv_lock(env: EnvName, project: Path, python: Path, reset: bool) -> str:
             )
             return out.read_text(encoding="utf-8")
     except ProcessFailed as exc:
-        raise LockError(env, f"uv could not lock its requirements:\n{tail(exc.output)}") from None
+        conflicts = explain_conflicts(exc.output, providers)
+        cause = (
+            f"its requirements conflict with lower layers ({'; '.join(conflicts)})"
+            if conflicts
+            else "uv could not resolve its requirements"
+        )
+        raise LockError(env, f"{cause}; uv says:\n{tail(exc.output)}") from None
 
 
 def lock_layer(
@@ -349,7 +377,8 @@ def _resolve(
     lower = lockfile.LowerLayerPackages.from_lock_texts(lower_texts)
     constraints = lockfile.constraint_dependencies(lower)
     project = write_resolve_project(plan, layer, layout, options, constraints)
-    raw = _run_uv_lock(layer.env_name, project, python, reset)
+    providers = lower_providers(layout, lower_envs)
+    raw = _run_uv_lock(layer.env_name, project, python, reset, providers)
     processed = lockfile.process_lock(
         raw,
         env_name=layer.env_name,
@@ -361,7 +390,22 @@ def _resolve(
         lock_dir=layout.lock(layer.env_name).folder,
         header_command=f"{Path(sys.executable).name} -Im venvstacks lock",
     )
-    return processed.text
+    return drop_local_indexes(processed.text)
+
+
+def drop_local_indexes(lock_text: str) -> str:
+    """Remove `index = "file://..."` from packages found through --local-wheels folders.
+
+    uv records a find-links folder as the package's index, as an absolute URL: keeping it would
+    make the lock (and its hash) depend on where the checkout lives. The wheel paths themselves
+    are already relative to the lock file.
+    """
+    doc = tomlkit.parse(lock_text)
+    for entry in doc.get("packages", []):
+        index = entry.get("index")
+        if isinstance(index, str) and index.startswith("file:"):
+            del entry["index"]
+    return tomlkit.dumps(doc)
 
 
 def _full_version(layer: LayerPlan, python: Path) -> str:

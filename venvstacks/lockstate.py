@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
+from functools import cache
 
 from venvstacks.graph import LayerPlan, StackPlan
 from venvstacks.layout import BuildLayout
+from venvstacks.locking import StoredLockState, stored_lock_state
 
 __all__ = ["StoredLocks"]
 
@@ -16,16 +17,23 @@ class StoredLocks:
     def __init__(self, plan: StackPlan, layout: BuildLayout) -> None:
         self._plan = plan
         self._layout = layout
+        self.state = cache(self._state)
+
+    def _state(self, env: str) -> StoredLockState:
+        layer = self._plan[env]
+        state = stored_lock_state(self._plan, layer, self._layout)
+        if state.valid and any(not self.state(d).valid for d in layer.dependencies):
+            return StoredLockState(False, ("lower layer lock",), state.metadata, state.extra_hash)
+        return state
 
     def has_valid_lock(self, layer: LayerPlan) -> bool:
-        paths = self._layout.lock(layer.env_name)
-        return paths.pylock.exists() and paths.metadata.exists()
+        return self.state(layer.env_name).valid
 
     def install_target(self, layer: LayerPlan) -> str | None:
+        """The deployed name; None for a versioned layer without a valid lock."""
         if not layer.spec.versioned:
             return layer.env_name
-        paths = self._layout.lock(layer.env_name)
-        if not self.has_valid_lock(layer):
+        state = self.state(layer.env_name)
+        if not state.valid or state.metadata is None:
             return None
-        version = json.loads(paths.metadata.read_text())["lock_version"]
-        return f"{layer.env_name}@{version}"
+        return f"{layer.env_name}@{state.metadata.lock_version}"
