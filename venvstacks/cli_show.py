@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from venvstacks.cli_common import (
+    LoadedStack,
     build_dir_option,
     choose_layers,
     include_options,
@@ -16,7 +19,8 @@ from venvstacks.cli_common import (
     spec_argument,
 )
 from venvstacks.errors import StackError
-from venvstacks.graphs import GRAPH_FORMATS, render
+from venvstacks.graph import LayerPlan
+from venvstacks.graphs import GRAPH_FORMATS, Graph, render
 from venvstacks.lockstate import StoredLocks
 from venvstacks.report import layer_graph, show_json, show_tree, stack_status
 
@@ -59,6 +63,18 @@ def show(
     help="Output format; svg needs Graphviz's 'dot' program.",
 )
 @click.option(
+    "--tasks",
+    "show_tasks",
+    is_flag=True,
+    help="Draw the task graph (runtime, lock, install, link... per layer) instead of the layers.",
+)
+@click.option(
+    "--status",
+    "with_status",
+    is_flag=True,
+    help="With --tasks: colour tasks by state (stale, waiting, up to date).",
+)
+@click.option(
     "-o",
     "--output",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -70,6 +86,8 @@ def graph(
     include: tuple[str, ...],
     allow_missing: bool,
     fmt: str,
+    show_tasks: bool,
+    with_status: bool,
     output: Path | None,
 ) -> None:
     """Draw the layer graph of a stack: edges go from a lower layer up to the layers using it.
@@ -79,9 +97,27 @@ def graph(
     """
     stack = load_stack(spec_path, build_dir)
     layers = choose_layers(stack.plan, include, allow_missing)
-    drawing = layer_graph(stack.plan, layers, StoredLocks(stack.plan, stack.layout))
+    if show_tasks:
+        drawing = _task_drawing(stack, layers, with_status)
+    else:
+        drawing = layer_graph(stack.plan, layers, StoredLocks(stack.plan, stack.layout))
     data = _to_svg(render(drawing, "dot")) if fmt == "svg" else render(drawing, fmt).encode()
     _emit(data, output)
+
+
+def _task_drawing(stack: LoadedStack, layers: Sequence[LayerPlan], with_status: bool) -> Graph:
+    from venvstacks.cli_build import stack_task_views
+    from venvstacks.taskview import TaskView, task_graph
+
+    views = stack_task_views(stack, layers)
+    if not with_status:
+        views = [TaskView(v.name, "", (), v.needs) for v in views]
+    graph = task_graph(f"{stack.spec.path.name} tasks", views, [l.env_name for l in layers])
+    if with_status:
+        return graph
+    return Graph(
+        graph.title, tuple(replace(n, state=None) for n in graph.nodes), graph.edges, graph.groups
+    )
 
 
 def _to_svg(dot_text: str) -> bytes:

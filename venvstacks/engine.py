@@ -12,6 +12,8 @@ import contextlib
 import fcntl
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -105,7 +107,9 @@ class _Reporter:
         return seconds
 
     def add_failure(self, task: Task, fail: BaseFail) -> None:
-        message = str(fail.get_msg()).strip() if isinstance(fail, TaskFailed) else _describe_error(fail)
+        message = (
+            str(fail.get_msg()).strip() if isinstance(fail, TaskFailed) else _describe_error(fail)
+        )
         self._result.failures[task.name] = message
         self._emit("fail", task.name, self._elapsed(task))
 
@@ -180,15 +184,20 @@ def task_states(tasks: Sequence[TaskDict], db_path: Path) -> list[TaskState]:
     doit_tasks = [to_doit_task(t) for t in tasks]
     control = TaskControl(doit_tasks)
     control.process(None)
-    dep_manager = _dependency_db(db_path)
-    states = []
-    try:
-        for task in doit_tasks:
-            status = dep_manager.get_status(task, control.tasks, get_log=True)
-            reasons = {k: v for k, v in status.reasons.items() if v}
-            states.append(TaskState(task.name, status.status, reasons))
-    finally:
-        dep_manager.close()
+    # doit writes its DB back on close: work on a copy, never touching a running build's DB.
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "tasks.db"
+        if db_path.exists():
+            shutil.copyfile(db_path, copy)
+        dep_manager = _dependency_db(copy)
+        states = []
+        try:
+            for task in doit_tasks:
+                status = dep_manager.get_status(task, control.tasks, get_log=True)
+                reasons = {k: v for k, v in status.reasons.items() if v}
+                states.append(TaskState(task.name, status.status, reasons))
+        finally:
+            dep_manager.close()
     return states
 
 

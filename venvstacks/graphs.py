@@ -47,6 +47,7 @@ class Graph:
 
 _STATE_COLOURS = {
     "stale": "#f4a261",
+    "waiting": "#ffe8a3",
     "missing": "#e76f51",
     "up-to-date": "#8ecae6",
     "disabled": "#dddddd",
@@ -77,6 +78,11 @@ def _dot_id(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _dot_label(text: str) -> str:
+    """A quoted label: Graphviz reads HTML entities in labels, so a literal '&' is escaped too."""
+    return _dot_id(text.replace("&", "&amp;"))
+
+
 def render_dot(graph: Graph) -> str:
     """Graphviz DOT: one cluster per group, lower layers at the bottom."""
     lines = [
@@ -89,9 +95,9 @@ def render_dot(graph: Graph) -> str:
         if not members:
             continue
         lines.append(f"  subgraph cluster_{n} {{")
-        lines.append(f"    label={_dot_id(group)};")
+        lines.append(f"    label={_dot_label(group)};")
         for node in members:
-            attrs = [f"label={_dot_id(node.label)}"]
+            attrs = [f"label={_dot_label(node.label)}"]
             if node.state in _STATE_COLOURS:
                 attrs.append(f'fillcolor="{_STATE_COLOURS[node.state]}"')
             lines.append(f"    {_dot_id(node.id)} [{', '.join(attrs)}];")
@@ -109,7 +115,8 @@ def _mermaid_id(text: str, ids: dict[str, str]) -> str:
 
 
 def _mermaid_label(text: str) -> str:
-    return '"' + text.replace('"', "#quot;") + '"'
+    """A quoted label; characters Mermaid or HTML would interpret become '#NN;' entity codes."""
+    return '"' + re.sub(r'["#&<>`]', lambda m: f"#{ord(m[0])};", text) + '"'
 
 
 def render_mermaid(graph: Graph) -> str:

@@ -114,13 +114,8 @@ class StackTasks:
     def runtime_task(self, layer: LayerPlan) -> TaskDict:
         env = layer.env_name
         record = envbuild._provision_record(self.layout, env)
-        digest = hash_strings(
-            [
-                layer.python_implementation,
-                *map(str, self.runtime_options.archive_dirs),
-                self.runtime_options.fallback,
-            ]
-        )
+        # Where the archive was found does not matter once its sha256 is recorded.
+        digest = hash_strings([layer.python_implementation])
         python = envbuild.runtime_python(self.layout, env)
         return {
             "basename": "runtime",

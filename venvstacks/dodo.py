@@ -1,0 +1,117 @@
+"""Support for generated dodo files: a stack's tasks as doit task creators, and the template.
+
+A generated dodo file calls `stack_namespace`, which returns `task_<operation>` creators (one
+sub-task per layer, so names are `lock:app-x` as in `venvstacks build`) and a `DOIT_CONFIG` that
+points doit at the stack's own dependency file, JSON backend and content-hash checker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from venvstacks import __version__, envbuild, locking
+from venvstacks.engine import TaskDict
+from venvstacks.graph import plan_stack
+from venvstacks.layout import BuildLayout
+from venvstacks.spec import load_stack_spec
+from venvstacks.tasks import OPERATIONS, StackTasks
+
+__all__ = ["render_dodo", "stack_namespace"]
+
+TEMPLATE_NAME = "dodo.py"
+
+
+def _creator(operation: str, tasks: list[TaskDict]) -> Callable[[], Iterator[dict[str, Any]]]:
+    chosen = [t for t in tasks if t["basename"] == operation]
+
+    def creator() -> Iterator[dict[str, Any]]:
+        for task in chosen:
+            yield {k: v for k, v in task.items() if k != "basename"}
+
+    creator.__name__ = f"task_{operation}"
+    creator.__doc__ = f"{operation} tasks, one per layer"
+    return creator
+
+
+def stack_namespace(
+    *,
+    spec_path: Path,
+    build_dir: str | None = None,
+    runtime_archives: Sequence[str] = (),
+    runtime_fallback: str = "none",
+    local_wheels: Sequence[str] = (),
+    use_index: bool = True,
+    base_dir: Path | None = None,
+) -> dict[str, Any]:
+    """doit's view of a stack: `task_*` creators and `DOIT_CONFIG`."""
+    base = base_dir or Path.cwd()
+    spec = load_stack_spec(spec_path)
+    plan = plan_stack(spec)
+    layout = BuildLayout.for_spec(
+        spec.path, build_dir if build_dir is not None else spec.settings.build_dir
+    )
+    stack = StackTasks(
+        plan,
+        layout,
+        lock_options=locking.LockOptions(
+            use_index=use_index, local_wheels=tuple(base / p for p in local_wheels)
+        ),
+        runtime_options=envbuild.RuntimeOptions(
+            archive_dirs=tuple(base / p for p in runtime_archives), fallback=runtime_fallback
+        ),
+    )
+    tasks = stack.all_tasks()
+    namespace: dict[str, Any] = {
+        f"task_{op}": _creator(op, tasks)
+        for op in OPERATIONS
+        if any(t["basename"] == op for t in tasks)
+    }
+    namespace["DOIT_CONFIG"] = {
+        "dep_file": str(layout.task_db),
+        "backend": "json",
+        "check_file_uptodate": "md5",
+        "default_tasks": sorted({f"link:{t['name']}" for t in tasks if t["basename"] == "link"}),
+        "verbosity": 1,
+    }
+    return namespace
+
+
+def _template_text() -> str:
+    packaged = resources.files("venvstacks").joinpath("dodo_templates", TEMPLATE_NAME)
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    # An editable install runs from the source tree, where the template sits beside the package.
+    source = Path(__file__).resolve().parent.parent / "dodo_templates" / TEMPLATE_NAME
+    return source.read_text(encoding="utf-8")
+
+
+def render_dodo(
+    *,
+    spec_path: Path,
+    dodo_dir: Path,
+    build_dir: str | None,
+    runtime_archives: Sequence[Path],
+    runtime_fallback: str,
+    local_wheels: Sequence[Path],
+    use_index: bool,
+) -> str:
+    """The text of a dodo file in `dodo_dir` for the stack at `spec_path`."""
+
+    def rel(path: Path) -> str:
+        import os
+
+        return os.path.relpath(path.absolute(), dodo_dir.absolute())
+
+    return _template_text().format(
+        spec_display=spec_path.name,
+        version=__version__,
+        spec_path=rel(spec_path),
+        build_dir=build_dir,
+        runtime_archives=[rel(p) for p in runtime_archives],
+        runtime_fallback=runtime_fallback,
+        local_wheels=[rel(p) for p in local_wheels],
+        use_index=use_index,
+    )
