@@ -1,0 +1,1 @@
+"""Helpers for tests: independent checks of graph renderings (see graph_checks.py)."""
