@@ -21,6 +21,7 @@ from venvstacks.errors import StackError
 __all__ = ["main"]
 
 _LOG_FORMAT = "%(message)s"
+_VERBOSITY = [0]  # set by the group callback, read when reporting an error
 
 
 class _Group(click.Group):
@@ -63,6 +64,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
       venvstacks deploy _artifacts DIR       unpack, verify and set up the layers in DIR
     """
     ctx.obj = CliState(verbose=verbose, quiet=quiet)
+    _VERBOSITY[0] = verbose
     _configure_logging(verbose, quiet)
 
 
@@ -82,27 +84,18 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
 
 
 def _register_commands() -> None:
-    from venvstacks import cli_build, cli_deploy, cli_runtime, cli_show
+    from venvstacks import cli_build, cli_deploy, cli_publish, cli_runtime, cli_show
 
-    for module in (cli_show, cli_build, cli_deploy):
+    for module in (cli_show, cli_build, cli_publish, cli_deploy):
         for command in module.COMMANDS:
             cli.add_command(command)
     cli.add_command(cli_runtime.runtime)
 
 
-def _verbosity(argv: Sequence[str]) -> int:
-    count = 0
-    for arg in argv:
-        if arg == "--verbose":
-            count += 1
-        elif arg.startswith("-") and not arg.startswith("--") and set(arg[1:]) == {"v"}:
-            count += len(arg) - 1
-    return count
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code instead of exiting (tests call this directly)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    _VERBOSITY[0] = 0
     _register_commands()
     try:
         result = cli.main(args=args, prog_name="venvstacks", standalone_mode=False)
@@ -121,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo("interrupted", err=True)
         return 130
     except StackError as exc:
-        if _verbosity(args) >= 2:
+        if _VERBOSITY[0] >= 2:
             traceback.print_exc()
         click.echo(f"error: {exc}", err=True)
         return 1

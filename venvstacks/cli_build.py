@@ -309,6 +309,31 @@ def _print_locked(stack: LoadedStack, layers: Sequence[LayerPlan]) -> None:
     help="Accepted for compatibility: lower layers are always brought up to date first.",
 )
 @click.option("--lock-dependencies/--no-lock-dependencies", default=False, hidden=True)
+@click.option(
+    "--publish/--no-publish",
+    "do_publish",
+    default=False,
+    help="Also publish archives of the built layers (see `venvstacks publish`).",
+)
+@click.option(
+    "--output-dir",
+    metavar="DIR",
+    default=None,
+    help="With --publish: where archives go (default: _artifacts beside the spec).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["tar.xz", "tar.gz", "tar.zst", "zip"]),
+    default=None,
+    help="With --publish: archive format (default tar.xz).",
+)
+@click.option(
+    "--tag-outputs",
+    is_flag=True,
+    help="With --publish: add platform and build number to archive names.",
+)
+@click.option("--force", is_flag=True, hidden=True)
 @click.pass_context
 def build(
     ctx: click.Context,
@@ -330,6 +355,11 @@ def build(
     clean: bool,
     build_dependencies: bool,
     lock_dependencies: bool,
+    do_publish: bool,
+    output_dir: str | None,
+    fmt: str | None,
+    tag_outputs: bool,
+    force: bool,
 ) -> None:
     """Build the environments of a stack in the build dir (default _build beside the spec).
 
@@ -350,20 +380,32 @@ def build(
             f"layers without a valid lock: {', '.join(stale)} "
             "(run `venvstacks lock`, or pass --lock-if-needed)"
         )
+    publishing = None
+    if do_publish:
+        from venvstacks.cli_publish import publish_options_from
+
+        publishing = publish_options_from(
+            stack, output_dir, fmt, tag_outputs, force or clean, export=False
+        )
     tasks = StackTasks(
         stack.plan,
         stack.layout,
         lock_options=options,
         runtime_options=_runtime_options(stack, runtime_archives, runtime_fallback),
+        publishing=publishing,
     )
     if clean:
         _clean_envs(stack, layers)
-    selected = tasks.names("link", layers)
+    selected = tasks.names("archive" if do_publish else "link", layers)
     if not selected:
         click.echo("No environments found to build on this platform")
         return
     result = _run(stack, tasks, selected, jobs, ctx)
     _print_built(stack, result, layers)
+    if publishing is not None:
+        from venvstacks.cli_publish import report_published
+
+        report_published(stack, publishing, [name.split(":", 1)[1] for name in selected])
 
 
 def _clean_envs(stack: LoadedStack, layers: Sequence[LayerPlan]) -> None:

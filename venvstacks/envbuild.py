@@ -89,7 +89,10 @@ def _source_record(source: RuntimeSource) -> dict[str, Any]:
         "archive": source.archive.name,
         "sha256": source.sha256,
         "kind": str(source.kind),
-        "description": source.description,
+        # Archive folders are the builder's own paths: record the archive's name, not where it was.
+        "description": source.description
+        if str(source.kind) == "host-packed"
+        else f"{source.kind} {source.archive.name}",
         "version": source.version,
         "portable": source.portable,
         **({"warning": source.warning} if source.warning else {}),
@@ -171,6 +174,7 @@ def install_layer(plan: StackPlan, env: EnvName, layout: BuildLayout) -> dict[st
             python = _stage_venv(plan, layer, layout, staging)
         _uv_sync(env, python, lock, layer)
         dynlib.clean_scripts_dir(staging)
+        _drop_uv_cache_records(staging / site_dir(layer))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -200,6 +204,24 @@ def _stage_venv(plan: StackPlan, layer: LayerPlan, layout: BuildLayout, staging:
     except ProcessFailed as exc:
         raise BuildError(layer.env_name, f"creating the venv failed:\n{tail(exc.output)}") from None
     return staging / "bin" / "python"
+
+
+def _drop_uv_cache_records(site: Path) -> None:
+    """Remove uv's `uv_cache.json` (it records local wheel mtimes) and its RECORD line.
+
+    uv uses it to decide whether to reinstall a local package into an existing environment;
+    venvstacks always installs into a fresh one, and the file would make archives depend on
+    when the wheels were last touched.
+    """
+    for cache_file in site.glob("*.dist-info/uv_cache.json"):
+        cache_file.unlink()
+        record = cache_file.with_name("RECORD")
+        if record.exists():
+            prefix = f"{cache_file.parent.name}/uv_cache.json,"
+            lines = record.read_text(encoding="utf-8").splitlines(keepends=True)
+            record.write_text(
+                "".join(l for l in lines if not l.startswith(prefix)), encoding="utf-8"
+            )
 
 
 def install_target(plan: StackPlan, layout: BuildLayout, env: EnvName) -> str:

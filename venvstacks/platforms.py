@@ -77,7 +77,9 @@ def parse_linux_target(text: str) -> LinuxTarget:
     """Parse ``glibc`` or ``glibc@X.Y``. Raises ValueError with a user-facing message."""
     variant, _, version = text.partition("@")
     if variant not in _LIBC_VARIANTS:
-        raise ValueError(f"Linux libc variant must be one of {list(_LIBC_VARIANTS)}, not {variant!r}")
+        raise ValueError(
+            f"Linux libc variant must be one of {list(_LIBC_VARIANTS)}, not {variant!r}"
+        )
     if not version:
         version = DEFAULT_LINUX_TARGET.partition("@")[2]
     match = re.fullmatch(r"(\d+)\.(\d+)", version)

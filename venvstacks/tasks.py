@@ -115,6 +115,7 @@ class StackTasks:
         env = layer.env_name
         record = envbuild._provision_record(self.layout, env)
         # Where the archive was found does not matter once its sha256 is recorded.
+        # (The provision record names the archive and its sha256 for the layer metadata.)
         digest = hash_strings([layer.python_implementation])
         python = envbuild.runtime_python(self.layout, env)
         return {
@@ -226,3 +227,36 @@ class StackTasks:
 def _link_format_version() -> str:
     """Bumped when what the link step writes changes, so that old build dirs are relinked."""
     return "link-format-1"
+
+
+def _publish_record(layout: BuildLayout, operation: str, env: EnvName) -> Path:
+    return layout.state_dir / "publish-records" / f"{operation}.{env}.json"
+
+
+def publish_task(stack: StackTasks, layer: LayerPlan, options: Any) -> TaskDict:
+    """`archive:<env>` (or `export:<env>` for local exports) of one built layer."""
+    from venvstacks import publish
+
+    env = layer.env_name
+    operation = "export" if options.export else "archive"
+    op = publish.export_layer if options.export else publish.archive_layer
+    layout = stack.layout
+    stamp = layout.stamp(operation, env)
+    file_dep = [str(layout.stamp("link", env)), str(layout.lock(env).metadata)]
+    file_dep += [str(layout.lock(d).metadata) for d in layer.dependencies]
+    file_dep += [str(p) for p in stack._module_files(layer)]
+    digest = hash_strings([str(options.output_dir), str(options.fmt), str(options.tag_outputs)])
+    uptodate: list[Any] = [config_changed(digest)]
+    if options.force:
+        uptodate.append(False)
+    record = _publish_record(layout, operation, env)
+    return {
+        "basename": operation,
+        "name": env,
+        "doc": f"{operation} {env} into {options.output_dir}",
+        "actions": [(run_operation, [op, str(stamp), stack.plan, env, layout, options, record])],
+        "file_dep": file_dep,
+        "targets": [str(options.metadata_path(env)), str(stamp)],
+        "task_dep": [task_name("link", env)],
+        "uptodate": uptodate,
+    }
