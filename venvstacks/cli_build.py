@@ -333,6 +333,13 @@ def _print_locked(stack: LoadedStack, layers: Sequence[LayerPlan]) -> None:
     is_flag=True,
     help="With --publish: add platform and build number to archive names.",
 )
+@click.option(
+    "--compression-level",
+    "level",
+    type=click.IntRange(0, 22),
+    default=None,
+    help="With --publish: compression level (default: xz 1, gz 6, zst 3, zip 6).",
+)
 @click.option("--force", is_flag=True, hidden=True)
 @click.pass_context
 def build(
@@ -359,6 +366,7 @@ def build(
     output_dir: str | None,
     fmt: str | None,
     tag_outputs: bool,
+    level: int | None,
     force: bool,
 ) -> None:
     """Build the environments of a stack in the build dir (default _build beside the spec).
@@ -385,7 +393,7 @@ def build(
         from venvstacks.cli_publish import publish_options_from
 
         publishing = publish_options_from(
-            stack, output_dir, fmt, tag_outputs, force or clean, export=False
+            stack, output_dir, fmt, tag_outputs, force or clean, False, level
         )
     tasks = StackTasks(
         stack.plan,

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from venvstacks.archive import ArchiveFormat
+from venvstacks.archive import LEVEL_RANGES, ArchiveFormat
 from venvstacks.cli_common import (
     LoadedStack,
     build_dir_option,
@@ -92,6 +92,14 @@ def output_options(default_dir: str, archives: bool) -> Callable[[F], F]:
                     is_flag=True,
                     help="Add the platform and build number to archive and metadata names.",
                 ),
+                click.option(
+                    "--compression-level",
+                    "level",
+                    type=click.IntRange(0, 22),
+                    default=None,
+                    help="Compression level (default: xz 1, gz 6, zst 3, zip 6; also "
+                    "[tool.venvstacks] compression-level).",
+                ),
             ]
         for option in reversed(options):
             func = option(func)
@@ -107,6 +115,7 @@ def publish_options_from(
     tag_outputs: bool,
     force: bool,
     export: bool,
+    level: int | None = None,
 ) -> PublishOptions:
     default = "_export" if export else "_artifacts"
     settings = stack.spec.settings
@@ -116,8 +125,15 @@ def publish_options_from(
         else (settings.output_dir if not export and settings.output_dir else None)
     )
     folder = stack.layout.output_dir(chosen_dir, default)
-    chosen_fmt = fmt or settings.archive_format or str(ArchiveFormat.TAR_XZ)
-    return PublishOptions(folder.absolute(), ArchiveFormat(chosen_fmt), tag_outputs, force, export)
+    chosen_fmt = ArchiveFormat(fmt or settings.archive_format or str(ArchiveFormat.TAR_XZ))
+    chosen_level = level if level is not None else settings.compression_level
+    if chosen_level is not None:
+        low, high = LEVEL_RANGES[str(chosen_fmt)]
+        if not low <= chosen_level <= high:
+            raise StackError(
+                f"compression level for {chosen_fmt} must be {low} to {high}, not {chosen_level}"
+            )
+    return PublishOptions(folder.absolute(), chosen_fmt, tag_outputs, force, export, chosen_level)
 
 
 def selected_layers(
@@ -246,6 +262,7 @@ def publish(
     as_json: bool,
     fmt: str | None,
     tag_outputs: bool,
+    level: int | None,
 ) -> None:
     """Archive built layers reproducibly, with metadata, into the output dir.
 
@@ -259,7 +276,7 @@ def publish(
         _show(stack, layers, "publish", as_json)
         if show_only or (as_json and not show_first):
             return
-    options = publish_options_from(stack, output_dir, fmt, tag_outputs, force, export=False)
+    options = publish_options_from(stack, output_dir, fmt, tag_outputs, force, False, level)
     _ensure_built(stack, layers)
     run_publish(ctx, stack, layers, options, jobs, dry_run)
 

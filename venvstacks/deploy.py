@@ -27,7 +27,15 @@ from venvstacks.layout import METADATA_DIR, METADATA_MANIFEST
 from venvstacks.platforms import build_platform
 from venvstacks.tasks import run_operation
 
-__all__ = ["LayerDifferences", "PublishedLayer", "deploy", "find_app", "load_published", "run_app", "verify_deployment"]
+__all__ = [
+    "LayerDifferences",
+    "PublishedLayer",
+    "deploy",
+    "find_app",
+    "load_published",
+    "run_app",
+    "verify_deployment",
+]
 
 _log = logging.getLogger(__name__)
 STATE_DIR = ".venvstacks-deploy"
@@ -158,6 +166,7 @@ def deploy_layer(
     expected = layer_meta.get("archive_hashes", {}).get("sha256")
     verify_archive(archive, int(layer_meta["archive_size"]), str(expected))
     layer_dir = target_dir / name
+    _refuse_foreign(target_dir, name)
     safe_extract(archive, layer_dir, expected_root=name, allow_peer_links=True, replace=True)
     manifest = file_manifest(layer_dir, _layer_site_dir(layer_dir))
     _postinstall(target_dir, name, runtime)
@@ -167,7 +176,7 @@ def deploy_layer(
         "sha256": expected,
         "files": manifest,
     }
-    state = target_dir / STATE_DIR / "layers" / f"{name}.json"
+    state = _layer_record(target_dir, name)
     state.parent.mkdir(parents=True, exist_ok=True)
     state.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return {"install_target": name, "sha256": str(expected)}
@@ -188,11 +197,63 @@ def _layer_present(layer_dir: Path) -> bool:
     return (layer_dir / LAYER_CONFIG).exists()
 
 
+def _layer_record(target_dir: Path, name: str) -> Path:
+    return target_dir / STATE_DIR / "layers" / f"{name}.json"
+
+
+def _refuse_foreign(target_dir: Path, name: str) -> None:
+    """Never replace a folder (or file) that is not a venvstacks layer: it may be user data."""
+    path = target_dir / name
+    if not (path.exists() or path.is_symlink()):
+        return
+    ours = _layer_record(target_dir, name).exists() or _layer_present(path)
+    if path.is_dir() and not path.is_symlink() and ours:
+        return
+    raise DeployError(
+        f"{path} already exists and is not a deployed venvstacks layer; refusing to replace it"
+        " (move it away or deploy into another folder)"
+    )
+
+
+def _is_current(target_dir: Path, name: str, sha256: str) -> bool:
+    """True when the layer was deployed here from an archive with this sha256 and is present.
+
+    The one rule for "nothing to do", used both by the preflight checks and by the task.
+    """
+    try:
+        recorded = json.loads(_layer_record(target_dir, name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    same = isinstance(recorded, dict) and recorded.get("sha256") == sha256
+    return same and _layer_present(target_dir / name)
+
+
+def _published_sha256(layer: PublishedLayer) -> str:
+    hashes = layer.meta.get("archive_hashes")
+    return str(hashes.get("sha256")) if isinstance(hashes, Mapping) else ""
+
+
+def _preflight(artifacts: Path, target_dir: Path, layers: Sequence[PublishedLayer]) -> None:
+    """Check every layer that will be deployed before anything in `target_dir` changes."""
+    for layer in layers:
+        if _is_current(target_dir, layer.target, _published_sha256(layer)):
+            continue
+        meta = layer.meta
+        try:
+            size = int(meta["archive_size"])
+            expected = str(meta["archive_hashes"]["sha256"])
+            archive = artifacts / str(meta["archive_name"])
+        except (KeyError, TypeError, ValueError):
+            raise DeployError(
+                f"{layer.target}: incomplete archive metadata in the manifest"
+            ) from None
+        verify_archive(archive, size, expected)
+        _refuse_foreign(target_dir, layer.target)
+
+
 def deploy_tasks(
     artifacts: Path, target_dir: Path, layers: Sequence[PublishedLayer]
 ) -> list[TaskDict]:
-    from doit.tools import config_changed
-
     tasks: list[TaskDict] = []
     for layer in layers:
         stamp = target_dir / STATE_DIR / "stamps" / f"deploy.{layer.target}.json"
@@ -215,13 +276,9 @@ def deploy_tasks(
                         ],
                     )
                 ],
-                "file_dep": [str(artifacts / str(layer.meta["archive_name"]))],
                 "targets": [str(stamp)],
                 "task_dep": [f"deploy:{t}" for t in layer.lower],
-                "uptodate": [
-                    config_changed(str(layer.meta.get("archive_hashes", {}).get("sha256"))),
-                    (_layer_present, [target_dir / layer.target]),
-                ],
+                "uptodate": [(_is_current, [target_dir, layer.target, _published_sha256(layer)])],
             }
         )
     return tasks
@@ -241,6 +298,7 @@ def deploy(
     layers = select_published(load_published(artifacts), include)
     if not layers:
         raise DeployError(f"{artifacts}: the manifest lists no layers")
+    _preflight(artifacts, target_dir, layers)
     target_dir.mkdir(parents=True, exist_ok=True)
     state = target_dir / STATE_DIR
     with build_dir_lock(state / "deploy.lock"):

@@ -8,12 +8,14 @@ changes nothing on disk and triggers nothing above it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import re
 import sys
 import tempfile
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -340,12 +342,12 @@ def lock_layer(
         _write_if_changed(paths.summary, lockfile.package_summary(env, current))
         return LockOutcome(env, False, False, previous.locked_at)
     inputs = layer_inputs(plan, layer, layout)
-    lock_text = _read_text(paths.pylock)
+    stored_text = lock_text = _read_text(paths.pylock)
     resolved = reset or lock_text is None or previous is None or state.needs_full_lock
     if resolved or lock_text is None:
         lock_text = _resolve(plan, layer, layout, options, python, reset)
     meta = lockfile.next_metadata(
-        previous,
+        _renewal_basis(previous, stored_text, lock_text),
         lock_text,
         inputs.hashes,
         now or datetime.now(UTC),
@@ -355,6 +357,34 @@ def lock_layer(
     changed = _write_lock_files(paths, inputs, lock_text, meta, env)
     _log.info("locked %s%s", env, "" if changed else " (unchanged)")
     return LockOutcome(env, resolved, changed, meta.locked_at)
+
+
+def _renewal_basis(
+    previous: lockfile.LockMetadata | None, stored_text: str | None, lock_text: str
+) -> lockfile.LockMetadata | None:
+    """The metadata `next_metadata` renews from: `previous`, made stale if the lock says more.
+
+    `next_metadata` renews `locked_at` (and a versioned layer's `lock_version`, hence its deployed
+    name) only when `requirements_hash` changes, and that hash covers the packages only (as in
+    venvstacks 0.8). A lock whose packages stay but whose `environments` (narrowed platforms) or
+    `requires-python` (a new Python X.Y) change is new content too: `app@1` must not come to name
+    a build for another Python. Only a stored lock that `previous` describes is compared, so a
+    relock that undoes a hand edit renews nothing.
+    """
+    if previous is None or stored_text is None:
+        return previous
+    try:
+        if lockfile.requirements_hash(stored_text) != previous.requirements_hash:
+            return previous
+        unchanged = _lock_header_fields(stored_text) == _lock_header_fields(lock_text)
+    except ValueError:
+        return previous
+    return previous if unchanged else dataclasses.replace(previous, requirements_hash="")
+
+
+def _lock_header_fields(lock_text: str) -> dict[str, Any]:
+    """A lock's top-level fields other than its packages (`environments`, `requires-python`...)."""
+    return {k: v for k, v in tomllib.loads(lock_text).items() if k != "packages"}
 
 
 def _require_lower_locks(plan: StackPlan, layer: LayerPlan, layout: BuildLayout) -> None:

@@ -49,6 +49,7 @@ class PublishOptions:
     tag_outputs: bool = False
     force: bool = False
     export: bool = False  # local-export instead of archives
+    level: int | None = None  # compression level; None: the format's default
 
     @property
     def platform_tag(self) -> str:
@@ -147,13 +148,16 @@ def _copy_tree_linked(source: Path, dest: Path) -> None:
         except OSError:
             shutil.copy2(src, dst)
 
-    shutil.copytree(
-        source,
-        dest,
-        symlinks=True,
-        copy_function=link_or_copy,
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
+    top = os.fspath(source)
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        # Bytecode caches anywhere; build-time dot files at the top (uv's `.lock`), as 0.8.0.
+        skipped = {name for name in names if name == "__pycache__"}
+        if folder == top:
+            skipped.update(name for name in names if name.startswith("."))
+        return skipped
+
+    shutil.copytree(source, dest, symlinks=True, copy_function=link_or_copy, ignore=ignore)
 
 
 def _replace_file(path: Path, text: str, mode: int = 0o644) -> None:
@@ -258,6 +262,8 @@ def _reusable(
         return False
     if record.get("fingerprint") != fingerprint or record.get("format") != str(options.fmt):
         return False
+    if record.get("level") != options.level:
+        return False
     same_lock = all(
         previous.get(k) == meta[k]
         for k in ("lock_version", "locked_at", "requirements_hash", "install_target")
@@ -274,7 +280,14 @@ def archive_layer(
     """Publish one layer as an archive plus `env_metadata/<layer>.json`; returns the metadata."""
     meta = layer_metadata(plan, layout, env)
     previous = _read_json(options.metadata_path(env))
-    record = _read_json(record_path)
+    # One record per destination (output dir, tag): publishing the same layer to several output
+    # dirs or formats must not make each of them look changed to the others.
+    records = _read_json(record_path) or {}
+    outputs = records.get("outputs")
+    outputs = dict(outputs) if isinstance(outputs, dict) else {}
+    destination = str(options.metadata_path(env))
+    record = outputs.get(destination)
+    record = record if isinstance(record, dict) else None
     staging_root = layout.state_dir / "publish"
     staging_root.mkdir(parents=True, exist_ok=True)
     options.output_dir.mkdir(parents=True, exist_ok=True)
@@ -283,9 +296,8 @@ def archive_layer(
         fingerprint = tree_fingerprint(staged)
         if previous is not None and _reusable(previous, record, fingerprint, options, meta):
             _log.info("%s: archive unchanged", env)
-            result = {**previous, **{k: v for k, v in meta.items() if k == "venvstacks_build"}}
+            result = {**previous, **meta}  # same content: keep the archive fields
             _write_json(options.metadata_path(env), result)
-            _write_json(record_path, {**(record or {}), "reused": True})
             return result
         same_version = previous is not None and previous.get("lock_version") == meta["lock_version"]
         build = int(previous.get("archive_build", 0)) + 1 if previous and same_version else 1
@@ -306,9 +318,8 @@ def archive_layer(
         "archive_hashes": {"sha256": info.sha256},
     }
     _write_json(options.metadata_path(env), result)
-    _write_json(
-        record_path, {"fingerprint": fingerprint, "format": str(options.fmt), "archive": name}
-    )
+    outputs[destination] = {"fingerprint": fingerprint, "format": str(options.fmt), "archive": name}
+    _write_json(record_path, {"outputs": outputs})
     _log.info("%s: wrote %s (%d bytes)", env, name, info.size)
     return result
 

@@ -12,7 +12,14 @@ __all__ = ["ARCHIVE_FORMATS", "RUNTIME_FALLBACKS", "ToolSettings", "parse_tool_s
 
 RUNTIME_FALLBACKS = ("none", "host")
 ARCHIVE_FORMATS = ("tar.xz", "tar.gz", "tar.zst", "zip")
-_KEYS = ("runtime-archives", "runtime-fallback", "archive-format", "build-dir", "output-dir")
+_KEYS = (
+    "runtime-archives",
+    "runtime-fallback",
+    "archive-format",
+    "compression-level",
+    "build-dir",
+    "output-dir",
+)
 
 
 @dataclass(frozen=True)
@@ -22,6 +29,7 @@ class ToolSettings:
     runtime_archives: tuple[Path, ...] = ()
     runtime_fallback: Literal["none", "host"] = "none"
     archive_format: str | None = None
+    compression_level: int | None = None
     build_dir: Path | None = None
     output_dir: Path | None = None
 
@@ -40,10 +48,19 @@ def parse_tool_settings(raw: object, spec_dir: Path, problems: list[str]) -> Too
     archives = _paths(raw.get("runtime-archives", []), spec_dir, where, problems)
     fallback = _choice(raw, "runtime-fallback", RUNTIME_FALLBACKS, where, problems) or "none"
     fmt = _choice(raw, "archive-format", ARCHIVE_FORMATS, where, problems)
+    level = raw.get("compression-level")
+    if level is not None and (
+        not isinstance(level, int) or isinstance(level, bool) or not 0 <= level <= 22
+    ):
+        problems.append(
+            f"{where}: compression-level must be a whole number from 0 to 22, not {level!r}"
+        )
+        level = None
     return ToolSettings(
         runtime_archives=archives,
         runtime_fallback="host" if fallback == "host" else "none",
         archive_format=fmt,
+        compression_level=level,
         build_dir=_path(raw, "build-dir", spec_dir, where, problems),
         output_dir=_path(raw, "output-dir", spec_dir, where, problems),
     )

@@ -245,7 +245,9 @@ def publish_task(stack: StackTasks, layer: LayerPlan, options: Any) -> TaskDict:
     file_dep = [str(layout.stamp("link", env)), str(layout.lock(env).metadata)]
     file_dep += [str(layout.lock(d).metadata) for d in layer.dependencies]
     file_dep += [str(p) for p in stack._module_files(layer)]
-    digest = hash_strings([str(options.output_dir), str(options.fmt), str(options.tag_outputs)])
+    digest = hash_strings(
+        [str(options.output_dir), str(options.fmt), str(options.tag_outputs), str(options.level)]
+    )
     uptodate: list[Any] = [config_changed(digest)]
     if options.force:
         uptodate.append(False)
