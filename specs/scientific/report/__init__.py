@@ -1,0 +1,1 @@
+"""A launch package: run with `python -m report`."""
