@@ -62,3 +62,30 @@ def test_demo_builds_publishes_deploys_and_runs(tmp_path: Path) -> None:
     assert "framework-numpy" in out
     assert "1 + 2 + ... + 100 = 5050" in out
     run("verify", str(tmp_path / "deployed"))
+
+
+TORCH_WHEELS = sorted(Path("/opt/wheels").glob("torch-2.13.0+cpu-cp311-*.whl"))
+
+
+@pytest.mark.slow
+@pytest.mark.pypi
+@pytest.mark.skipif(not TORCH_WHEELS, reason="needs the CPU torch 2.13.0 wheel in /opt/wheels")
+def test_pytorch_example_shares_one_torch_layer(tmp_path: Path) -> None:
+    """Two apps run on one torch framework; their own archives stay tiny."""
+    stack = tmp_path / "pytorch"
+    shutil.copytree(ROOT / "specs" / "pytorch", stack, ignore=shutil.ignore_patterns("_*", "requirements"))
+    spec = stack / "venvstacks.toml"
+
+    def run(*args: str) -> str:
+        result = subprocess.run([*VENVSTACKS, *args], capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    wheels = str(TORCH_WHEELS[0].parent)
+    run("build", str(spec), "--lock-if-needed", "--local-wheels", wheels, "-j", "2", "--publish", "--format", "tar.zst")
+    run("deploy", str(stack / "_artifacts"), str(tmp_path / "deployed"), "-j", "2")
+    assert "x @ x.T = [[5.0, 14.0], [14.0, 50.0]]" in run("run", str(tmp_path / "deployed"), "tensor-math")
+    assert "a tiny model says" in run("run", str(tmp_path / "deployed"), "tiny-model")
+    sizes = {p.name: p.stat().st_size for p in (stack / "_artifacts").glob("*.tar.zst")}
+    assert sizes["framework-torch.tar.zst"] > 50_000_000
+    assert sizes["app-tensor-math.tar.zst"] < 100_000
