@@ -20,7 +20,7 @@ from typing import Any
 
 from venvstacks import dynlib
 from venvstacks._injected import postinstall
-from venvstacks.errors import BuildError
+from venvstacks.errors import BuildError, RuntimeProvisionError
 from venvstacks.graph import LayerPlan, StackPlan
 from venvstacks.layout import BuildLayout
 from venvstacks.names import EnvName, LayerKind
@@ -68,16 +68,21 @@ def provision_runtime(
 ) -> dict[str, Any]:
     """Find, verify and unpack a runtime's interpreter into the build dir's runtime cache."""
     layer = plan[env]
-    source = find_runtime(
-        layer.python_implementation,
-        archive_dirs=options.archive_dirs,
-        fallback="host" if options.fallback == "host" else "none",
-        cache_dir=layout.runtime_cache / "archives",
-        base_url=options.base_url,
-    )
-    if source.warning:
-        _log.warning("warning: %s: %s", env, source.warning)
-    install_runtime(source, layout.runtime_cache / env)
+    try:
+        source = find_runtime(
+            layer.python_implementation,
+            archive_dirs=options.archive_dirs,
+            fallback="host" if options.fallback == "host" else "none",
+            cache_dir=layout.runtime_cache / "archives",
+            base_url=options.base_url,
+        )
+        if source.warning:
+            _log.warning("warning: %s: %s", env, source.warning)
+        install_runtime(source, layout.runtime_cache / env)
+    except RuntimeProvisionError as exc:
+        if exc.layer is not None:
+            raise
+        raise RuntimeProvisionError(env, exc.detail) from None
     record = _source_record(source)
     record_path = _provision_record(layout, env)
     record_path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")

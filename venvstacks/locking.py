@@ -265,6 +265,16 @@ def _project_name(env: str) -> str:
     return canonicalize_name(re.sub(r"[^a-zA-Z0-9._-]", "-", env)) or "layer"
 
 
+def _venvstacks_hints(uv_output: str) -> str:
+    """uv's advice in venvstacks' terms: a layer's platforms set the environments it locks for."""
+    return re.sub(
+        r"hint: The resolution failed for an environment that is not the current one.*",
+        "hint: the resolution failed for one of the layer's target platforms; "
+        "set `platforms = [...]` on the layer to lock for fewer platforms",
+        uv_output,
+    )
+
+
 def lower_providers(layout: BuildLayout, lower_envs: Sequence[EnvName]) -> dict[str, str]:
     """Which lower layer installs each package (`name==version` → env), first one wins."""
     providers: dict[str, str] = {}
@@ -319,7 +329,7 @@ def _run_uv_lock(
             if conflicts
             else "uv could not resolve its requirements"
         )
-        raise LockError(env, f"{cause}; uv says:\n{tail(exc.output)}") from None
+        raise LockError(env, f"{cause}; uv says:\n{_venvstacks_hints(tail(exc.output))}") from None
 
 
 def lock_layer(
