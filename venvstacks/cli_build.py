@@ -235,6 +235,11 @@ def _stale_locks(stack: LoadedStack, layers: Sequence[LayerPlan]) -> list[str]:
     default=False,
     help="Accepted for compatibility: lower layers are always brought up to date first.",
 )
+@click.option(
+    "--clean/--no-clean",
+    default=False,
+    help="Unpack the runtimes' interpreters afresh before locking.",
+)
 @click.pass_context
 def lock(
     ctx: click.Context,
@@ -253,6 +258,7 @@ def lock(
     as_json: bool,
     if_needed: bool,
     lock_dependencies: bool,
+    clean: bool,
 ) -> None:
     """Lock the layers of a stack: requirements/<layer>/pylock.<layer>.toml and its metadata.
 
@@ -274,8 +280,19 @@ def lock(
     if not layers:
         click.echo("No environments found to lock")
         return
+    if clean:
+        _forget_runtimes(stack, {layer.runtime for layer in layers})
     _run(stack, tasks, [f"lock:{l.env_name}" for l in layers], jobs, ctx)
     _print_locked(stack, layers)
+
+
+def _forget_runtimes(stack: LoadedStack, runtimes: set[str]) -> None:
+    """Remove provisioned runtime interpreters so that their runtime tasks unpack them again."""
+    import shutil
+
+    for env in sorted(runtimes):
+        shutil.rmtree(stack.layout.runtime_cache / env, ignore_errors=True)
+        (stack.layout.runtime_cache / f"{env}.json").unlink(missing_ok=True)
 
 
 def _print_locked(stack: LoadedStack, layers: Sequence[LayerPlan]) -> None:
@@ -340,6 +357,32 @@ def _print_locked(stack: LoadedStack, layers: Sequence[LayerPlan]) -> None:
     default=None,
     help="With --publish: compression level (default: xz 1, gz 6, zst 3, zip 6).",
 )
+@click.option(
+    "--build/--no-build",
+    "do_build",
+    default=True,
+    help="--no-build: only lock (with --lock-if-needed) and/or publish what is already built.",
+)
+@click.option(
+    "--build-derived",
+    is_flag=True,
+    help="With --include: also build the layers built on the included ones.",
+)
+@click.option(
+    "--publish-dependencies",
+    is_flag=True,
+    help="With --include --publish: also publish the lower layers of the included ones.",
+)
+@click.option(
+    "--publish-derived",
+    is_flag=True,
+    help="With --include --publish: also publish the layers built on the included ones.",
+)
+@click.option(
+    "--include-dependencies/--no-include-dependencies",
+    default=None,
+    help="Accepted for compatibility: --include-dependencies also publishes the lower layers.",
+)
 @click.option("--force", is_flag=True, hidden=True)
 @click.pass_context
 def build(
@@ -367,6 +410,11 @@ def build(
     fmt: str | None,
     tag_outputs: bool,
     level: int | None,
+    do_build: bool,
+    build_derived: bool,
+    publish_dependencies: bool,
+    publish_derived: bool,
+    include_dependencies: bool | None,
     force: bool,
 ) -> None:
     """Build the environments of a stack in the build dir (default _build beside the spec).
@@ -376,9 +424,19 @@ def build(
     build leaves the previous environment (or none), never a half-built one.
     """
     stack = load_stack(spec_path, build_dir)
-    layers = choose_layers(stack.plan, include, allow_missing, with_derived=False)
+    layers = choose_layers(stack.plan, include, allow_missing, with_derived=build_derived)
+    if include_dependencies:
+        publish_dependencies = True
+    to_publish = choose_layers(
+        stack.plan,
+        include,
+        allow_missing=True,
+        with_dependencies=publish_dependencies,
+        with_derived=publish_derived,
+    )
     if show_first or show_only or as_json:
-        _show_selection(stack, layers, ["build"], as_json)
+        ops = ["build"] if do_build else []
+        _show_selection(stack, layers, [*ops, *(["publish"] if do_publish else [])], as_json)
         if show_only or (as_json and not show_first):
             return
     options = _lock_options(stack, use_index, local_wheels, reset_lock, allow_missing)
@@ -404,7 +462,11 @@ def build(
     )
     if clean:
         _clean_envs(stack, layers)
-    selected = tasks.names("archive" if do_publish else "link", layers)
+    selected = tasks.names("link", layers) if do_build else []
+    if not do_build and (lock_if_needed or lock_alias):
+        selected = [f"lock:{layer.env_name}" for layer in layers]
+    if do_publish:
+        selected += tasks.names("archive", to_publish)
     if not selected:
         click.echo("No environments found to build on this platform")
         return
@@ -413,7 +475,8 @@ def build(
     if publishing is not None:
         from venvstacks.cli_publish import report_published
 
-        report_published(stack, publishing, [name.split(":", 1)[1] for name in selected])
+        archived = [name.split(":", 1)[1] for name in selected if name.startswith("archive:")]
+        report_published(stack, publishing, archived)
 
 
 def _clean_envs(stack: LoadedStack, layers: Sequence[LayerPlan]) -> None:

@@ -308,6 +308,7 @@ def archive_layer(
             options.output_dir / name,
             fmt=options.fmt,
             clamp_mtime=_timestamp(str(meta["locked_at"])),
+            level=options.level,
         )
     result = {
         **meta,
@@ -318,7 +319,12 @@ def archive_layer(
         "archive_hashes": {"sha256": info.sha256},
     }
     _write_json(options.metadata_path(env), result)
-    outputs[destination] = {"fingerprint": fingerprint, "format": str(options.fmt), "archive": name}
+    outputs[destination] = {
+        "fingerprint": fingerprint,
+        "format": str(options.fmt),
+        "level": options.level,
+        "archive": name,
+    }
     _write_json(record_path, {"outputs": outputs})
     _log.info("%s: wrote %s (%d bytes)", env, name, info.size)
     return result
