@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -151,27 +150,11 @@ def _exclude_newer(stack: LoadedStack) -> Any:
     return value
 
 
-class Progress:
-    """Per-task progress lines on stderr: shown on a terminal or with -v, silent otherwise."""
+def _progress(ctx: click.Context, involved: Sequence[str] = ()) -> Any:
+    from venvstacks.progress import choose_progress
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-
-    def __call__(self, event: str, name: str, seconds: float | None) -> None:
-        if not self.enabled:
-            return
-        if event == "start":
-            click.echo(f"  ... {name}", err=True)
-        elif event == "done":
-            click.echo(f"  ok  {name} ({seconds:.1f} s)", err=True)
-        elif event == "fail":
-            click.echo(f"  FAILED {name} ({seconds:.1f} s)", err=True)
-
-
-def _progress(ctx: click.Context) -> Progress:
     state = ctx.obj
-    enabled = not state.quiet and (state.verbose > 0 or sys.stderr.isatty())
-    return Progress(enabled)
+    return choose_progress(involved, verbose=state.verbose, quiet=state.quiet)
 
 
 def _report_failures(result: RunResult) -> None:
@@ -192,10 +175,20 @@ def _report_failures(result: RunResult) -> None:
 def _run(
     stack: LoadedStack, tasks: StackTasks, selected: list[str], jobs: int, ctx: click.Context
 ) -> RunResult:
-    with build_dir_lock(stack.layout.lock_file):
-        result = run_tasks(
-            tasks.all_tasks(), selected, stack.layout.task_db, jobs=jobs, progress=_progress(ctx)
-        )
+    from venvstacks.taskview import task_needs
+
+    all_tasks = tasks.all_tasks()
+    needs = task_needs(all_tasks)
+    involved: dict[str, None] = {}
+    pending = list(selected)
+    while pending:
+        name = pending.pop()
+        if name not in involved:
+            involved[name] = None
+            pending.extend(needs.get(name, ()))
+    order = [name for name in needs if name in involved]
+    with build_dir_lock(stack.layout.lock_file), _progress(ctx, order) as progress:
+        result = run_tasks(all_tasks, selected, stack.layout.task_db, jobs=jobs, progress=progress)
     _report_failures(result)
     return result
 

@@ -143,7 +143,9 @@ class StackTasks:
         env = layer.env_name
         paths = self.layout.lock(env)
         lower = [self.layout.lock(d).pylock for d in layer.dependencies]
-        file_dep = [str(p) for p in lower] + [str(p) for p in self._module_files(layer)]
+        file_dep = [str(p) for p in lower]
+        if layer.spec.versioned:  # app modules only feed the lock of a versioned app
+            file_dep += [str(p) for p in self._module_files(layer)]
         reset = env in self.lock_options.reset
         return {
             "basename": "lock",
