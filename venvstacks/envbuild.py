@@ -13,7 +13,6 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ from venvstacks.graph import LayerPlan, StackPlan
 from venvstacks.layout import BuildLayout
 from venvstacks.names import EnvName, LayerKind
 from venvstacks.platforms import (
-    TargetPlatform,
     build_platform,
     parse_linux_target,
     uv_python_platform,
@@ -159,7 +157,25 @@ def _uv_sync(env: EnvName, python: Path, lock: Path, layer: LayerPlan) -> None:
     try:
         run_checked(argv, env=extra, cwd=lock.parent)
     except ProcessFailed as exc:
-        raise BuildError(env, f"installing {lock.name} failed:\n{tail(exc.output)}") from None
+        raise BuildError(env, f"installing {lock.name} failed: {uv_failure(exc.output)}") from None
+
+
+def uv_failure(output: str) -> str:
+    """uv's error and its innermost cause on one line, or else the tail of its output.
+
+    uv reports `error: <what failed>` followed by indented `cause:` (`Caused by:` in older
+    releases) lines, innermost last: `Failed to install: x.whl (x==1.0): The wheel is invalid`.
+    """
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line.removeprefix("error:").strip() for line in lines if line.startswith("error:")]
+    causes = [
+        line.split(":", 1)[1].strip()
+        for line in lines
+        if line.lower().startswith(("cause:", "caused by:"))
+    ]
+    if not errors:
+        return "\n" + tail(output)
+    return ": ".join([errors[0], *causes[-1:]])
 
 
 def install_layer(plan: StackPlan, env: EnvName, layout: BuildLayout) -> dict[str, Any]:
@@ -338,15 +354,3 @@ def _write_python_wrapper(layer: LayerPlan, layout: BuildLayout, env_dir: Path) 
 def _write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def targets_build_platform(layer: LayerPlan) -> bool:
-    return layer.targets(build_platform())
-
-
-def platform_name() -> TargetPlatform:
-    return build_platform()
-
-
-def layer_names(layers: Sequence[LayerPlan]) -> list[str]:
-    return [layer.env_name for layer in layers]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Self, TextIO
 
 from rich.console import Console
 from rich.live import Live
@@ -30,7 +30,7 @@ class NoProgress:
     def __call__(self, event: str, name: str, seconds: float | None) -> None:
         pass
 
-    def __enter__(self) -> NoProgress:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -101,7 +101,7 @@ class LiveProgress(NoProgress):
         ]
         self._live.update(self._render())
 
-    def __enter__(self) -> LiveProgress:
+    def __enter__(self) -> Self:
         self._live.__enter__()
         return self
 

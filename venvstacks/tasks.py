@@ -222,6 +222,7 @@ class StackTasks:
         }
 
     def names(self, operation: str, layers: Iterable[LayerPlan]) -> list[str]:
+        """Names of `operation` tasks that exist for `layers` (not every layer has every task)."""
         known = {t["basename"] + ":" + t["name"] for t in self.all_tasks()}
         return [n for n in (task_name(operation, l.env_name) for l in layers) if n in known]
 
