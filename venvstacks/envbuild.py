@@ -57,7 +57,7 @@ def runtime_python(layout: BuildLayout, runtime_env: EnvName) -> Path:
     return layout.runtime_cache / runtime_env / "bin" / "python3"
 
 
-def _provision_record(layout: BuildLayout, runtime_env: EnvName) -> Path:
+def provision_record_path(layout: BuildLayout, runtime_env: EnvName) -> Path:
     return layout.runtime_cache / f"{runtime_env}.json"
 
 
@@ -82,7 +82,7 @@ def provision_runtime(
             raise
         raise RuntimeProvisionError(env, exc.detail) from None
     record = _source_record(source)
-    record_path = _provision_record(layout, env)
+    record_path = provision_record_path(layout, env)
     record_path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return record
 
@@ -105,7 +105,7 @@ def _source_record(source: RuntimeSource) -> dict[str, Any]:
 def runtime_provenance(layout: BuildLayout, runtime_env: EnvName) -> dict[str, Any]:
     """Where a runtime layer's interpreter came from (recorded by `provision_runtime`)."""
     try:
-        data = json.loads(_provision_record(layout, runtime_env).read_text())
+        data = json.loads(provision_record_path(layout, runtime_env).read_text())
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -122,7 +122,7 @@ def _staging_dir(target: Path) -> Path:
     return staging
 
 
-def _swap_into_place(staging: Path, target: Path) -> None:
+def swap_into_place(staging: Path, target: Path) -> None:
     """Replace `target` with `staging` so that `target` is always either old or new, whole."""
     old = target.with_name(f".{target.name}.old")
     if old.exists():
@@ -199,7 +199,7 @@ def install_layer(plan: StackPlan, env: EnvName, layout: BuildLayout) -> dict[st
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _swap_into_place(staging, target)
+    swap_into_place(staging, target)
     return {"built_at": time.time_ns(), "lock": lock.name}
 
 

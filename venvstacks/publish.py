@@ -345,7 +345,7 @@ def export_layer(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    envbuild._swap_into_place(staging, target)
+    envbuild.swap_into_place(staging, target)
     _run_postinstall(env, target)
     _write_json(options.metadata_path(env), meta)
     _write_json(record_path, {"exported": str(target)})

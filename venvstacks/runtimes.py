@@ -662,7 +662,7 @@ def _empty_base_site_packages(root: Path) -> None:
                 entry.unlink()
 
 
-def _swap_into_place(new_root: Path, target_dir: Path) -> None:
+def swap_into_place(new_root: Path, target_dir: Path) -> None:
     """Rename ``new_root`` to ``target_dir``, moving an existing one aside first."""
     old: Path | None = None
     if target_dir.exists() or target_dir.is_symlink():
@@ -697,7 +697,7 @@ def install_runtime(source: RuntimeSource, target_dir: Path) -> Path:
         _empty_base_site_packages(root)
         if not (root / "bin" / "python").exists():
             (root / "bin" / "python").symlink_to("python3")
-        _swap_into_place(root, target_dir)
+        swap_into_place(root, target_dir)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     _log.info("installed %s (%s) into %s", source.version, source.description, target_dir)

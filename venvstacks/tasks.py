@@ -113,7 +113,7 @@ class StackTasks:
 
     def runtime_task(self, layer: LayerPlan) -> TaskDict:
         env = layer.env_name
-        record = envbuild._provision_record(self.layout, env)
+        record = envbuild.provision_record_path(self.layout, env)
         # Where the archive was found does not matter once its sha256 is recorded.
         # (The provision record names the archive and its sha256 for the layer metadata.)
         digest = hash_strings([layer.python_implementation])
@@ -184,7 +184,7 @@ class StackTasks:
         file_dep = [str(self.layout.lock(env).pylock)]
         task_dep = []
         if layer.kind is LayerKind.RUNTIME:
-            file_dep.append(str(envbuild._provision_record(self.layout, env)))
+            file_dep.append(str(envbuild.provision_record_path(self.layout, env)))
         else:
             task_dep.append(task_name("install", layer.runtime))
         return {
