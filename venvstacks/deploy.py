@@ -359,8 +359,15 @@ def find_app(target_dir: Path, app: str) -> tuple[Path, str]:
         raise DeployError(
             f"no deployed application {app!r} in {target_dir} (deployed: {', '.join(apps) or 'none'})"
         )
-    target, meta = candidates[-1]
+    # By install target: that one. By name: the newest lock version deployed (the record is kept
+    # with sorted keys, where "app-x@10" sorts before "app-x@9").
+    target, meta = max(candidates, key=lambda c: (c[0] == app, _lock_version(c[1])))
     return target_dir / target, str(meta["app_launch_module"])
+
+
+def _lock_version(meta: Mapping[str, Any]) -> int:
+    version = meta.get("lock_version")
+    return version if isinstance(version, int) else 0
 
 
 def run_app(target_dir: Path, app: str, args: Sequence[str]) -> int:

@@ -67,7 +67,25 @@ class PublishOptions:
     def tasks(self, stack: Any) -> list[Any]:
         from venvstacks.tasks import publish_task
 
-        return [publish_task(stack, layer, self) for layer in stack.buildable]
+        tasks = []
+        for layer in stack.buildable:
+            task = publish_task(stack, layer, self)
+            # The archive (or export folder) is not a task target: without this check, a deleted
+            # archive is never written again while the manifest goes on listing it.
+            task["uptodate"] = [*task["uptodate"], (output_present, [self, layer.env_name])]
+            tasks.append(task)
+        return tasks
+
+
+def output_present(options: PublishOptions, env: EnvName) -> bool:
+    """True when the archive (or export folder) named by the layer's published metadata exists."""
+    meta = _read_json(options.metadata_path(env))
+    if meta is None:
+        return False
+    if options.export:
+        return (options.output_dir / str(meta.get("install_target", ""))).is_dir()
+    name = meta.get("archive_name")
+    return isinstance(name, str) and (options.output_dir / name).is_file()
 
 
 def _timestamp(locked_at: str) -> int:
