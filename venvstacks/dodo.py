@@ -7,15 +7,20 @@ points doit at the stack's own dependency file, JSON backend and content-hash ch
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from venvstacks import __version__, envbuild, locking
 from venvstacks.engine import TaskDict
+from venvstacks.errors import StackError
 from venvstacks.graph import plan_stack
+from venvstacks.indexes import parse_timestamp
 from venvstacks.layout import BuildLayout
+from venvstacks.runtimes import archive_dirs_from
 from venvstacks.spec import load_stack_spec
 from venvstacks.tasks import OPERATIONS, StackTasks
 
@@ -53,14 +58,24 @@ def stack_namespace(
     layout = BuildLayout.for_spec(
         spec.path, build_dir if build_dir is not None else spec.settings.build_dir
     )
+    # The same sources as `venvstacks build`: archive folders from the generated file, then
+    # $VENVSTACKS_RUNTIME_ARCHIVES, then [tool.venvstacks]; exclude-newer from $UV_EXCLUDE_NEWER
+    # or the spec (it also clamps the recorded lock time, so both tools write the same locks).
+    archive_dirs = archive_dirs_from(
+        [base / p for p in runtime_archives], os.environ, spec.settings.runtime_archives
+    )
     stack = StackTasks(
         plan,
         layout,
         lock_options=locking.LockOptions(
-            use_index=use_index, local_wheels=tuple(base / p for p in local_wheels)
+            use_index=use_index,
+            local_wheels=tuple(base / p for p in local_wheels),
+            exclude_newer=_exclude_newer(spec.uv.exclude_newer),
         ),
         runtime_options=envbuild.RuntimeOptions(
-            archive_dirs=tuple(base / p for p in runtime_archives), fallback=runtime_fallback
+            archive_dirs=archive_dirs,
+            fallback=runtime_fallback,
+            base_url=os.environ.get("VENVSTACKS_PBS_BASE_URL"),
         ),
     )
     tasks = stack.all_tasks()
@@ -77,6 +92,17 @@ def stack_namespace(
         "verbosity": 1,
     }
     return namespace
+
+
+def _exclude_newer(from_spec: datetime | None) -> datetime | None:
+    text = os.environ.get("UV_EXCLUDE_NEWER")
+    if not text:
+        return from_spec
+    problems: list[str] = []
+    value = parse_timestamp(text, "UV_EXCLUDE_NEWER", problems)
+    if problems:
+        raise StackError(problems[0])
+    return value
 
 
 def _template_text() -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,8 +23,11 @@ __all__ = ["ProcessFailed", "Runner", "clean_environment", "run_checked", "uv_co
 
 _log = logging.getLogger(__name__)
 
-# uv settings a user may legitimately pass through the environment.
-_UV_KEEP_PREFIXES = ("UV_INDEX_", "UV_HTTP_", "UV_CACHE_DIR", "UV_EXCLUDE_NEWER", "UV_NO_CACHE")
+# uv settings a user may legitimately pass through the environment. Index credentials are kept
+# (UV_INDEX_<NAME>_USERNAME/_PASSWORD), but not UV_INDEX_URL or UV_INDEX_STRATEGY: those would
+# change what a layer resolves to behind the stack's own index settings.
+_UV_KEEP_PREFIXES = ("UV_HTTP_", "UV_CACHE_DIR", "UV_EXCLUDE_NEWER", "UV_NO_CACHE")
+_UV_INDEX_CREDENTIAL = re.compile(r"UV_INDEX_.+_(USERNAME|PASSWORD)")
 _NO_CONFIG_DIR = "/nonexistent/venvstacks-no-user-config"
 _UV_KEEP = frozenset(
     {"UV_KEYRING_PROVIDER", "UV_NATIVE_TLS", "UV_OFFLINE", "UV_CONCURRENT_DOWNLOADS"}
@@ -56,7 +60,11 @@ def _keep(name: str) -> bool:
     if name.startswith(("PIP_", "PYTHON", "CONDA_")) or name in ("VIRTUAL_ENV", "PYENV_VERSION"):
         return False
     if name.startswith("UV_"):
-        return name in _UV_KEEP or name.startswith(_UV_KEEP_PREFIXES)
+        return (
+            name in _UV_KEEP
+            or name.startswith(_UV_KEEP_PREFIXES)
+            or _UV_INDEX_CREDENTIAL.fullmatch(name) is not None
+        )
     return True
 
 
@@ -70,7 +78,8 @@ def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
             "PYTHONUTF8": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
             "UV_PYTHON_DOWNLOADS": "never",
-            # uv reads the resolve project's own [tool.uv], but no user or system uv.toml.
+            # uv reads the resolve project's own [tool.uv], but no user uv.toml and none under
+            # XDG_CONFIG_DIRS. (uv still falls back to /etc/uv/uv.toml when that file exists.)
             "XDG_CONFIG_HOME": _NO_CONFIG_DIR,
             "XDG_CONFIG_DIRS": _NO_CONFIG_DIR,
             "UV_NO_PROGRESS": "1",

@@ -36,15 +36,28 @@ def _short(path: str, base: Path | None) -> str:
     return path
 
 
+_FILE_REASONS = {
+    "missing_target": "not built yet",
+    "changed_file_dep": "changed",
+    "missing_file_dep": "missing inputs",
+    "added_file_dep": "new inputs",
+    "removed_file_dep": "inputs no longer used",
+}
+# Without its target a task runs whatever else doit says, and a task that never ran has every
+# input "changed" and every uptodate check false: only the missing target and inputs tell anything.
+_SHADOWED_BY_MISSING_TARGET = ("changed_file_dep", "uptodate_false")
+
+
 def describe_reasons(reasons: Mapping[str, Any], base: Path | None = None) -> list[str]:
-    """doit's reason keys in words a user can act on."""
+    """doit's reason keys in words a user can act on (file lists sorted, relative to `base`)."""
     described: list[str] = []
     for key, value in reasons.items():
-        items = value if isinstance(value, list) else [value]
-        if key == "missing_target":
-            described.append("not built yet: " + ", ".join(_short(str(p), base) for p in items))
-        elif key == "changed_file_dep":
-            described.append("changed: " + ", ".join(_short(str(p), base) for p in items))
+        items = value if isinstance(value, list | tuple | set) else [value]
+        if key in _SHADOWED_BY_MISSING_TARGET and reasons.get("missing_target"):
+            continue
+        if key in _FILE_REASONS:
+            files = sorted(_short(str(p), base) for p in items)
+            described.append(f"{_FILE_REASONS[key]}: {', '.join(files)}")
         elif key == "uptodate_false":
             described.append("its inputs or settings changed")
         elif key in ("has_no_dependencies", "never_run"):
