@@ -204,7 +204,12 @@ def _environment_markers(platforms: Sequence[TargetPlatform]) -> list[str]:
         "arm64": "platform_machine == 'arm64'",
         "amd64": "platform_machine == 'AMD64'",
     }
-    return [f"{markers[p.os_family]} and {machines[p.machine]}" for p in platforms]
+    windows_machines = {"amd64": "platform_machine == 'AMD64'", "arm64": "platform_machine == 'ARM64'"}
+    return [
+        f"{markers[p.os_family]} and "
+        f"{(windows_machines if p.os_family == 'win' else machines)[p.machine]}"
+        for p in platforms
+    ]
 
 
 def _uv_project_settings(plan: StackPlan, layer: LayerPlan, options: LockOptions) -> dict[str, Any]:
@@ -238,7 +243,8 @@ def write_resolve_project(
     folder.mkdir(parents=True, exist_ok=True)
     settings = _uv_project_settings(plan, layer, options)
     if constraints:
-        settings["constraint-dependencies"] = list(constraints)
+        own = list(settings.get("constraint-dependencies", []))
+        settings["constraint-dependencies"] = [*own, *constraints]
     if not options.use_index:
         settings["no-index"] = True
     if options.local_wheels:
