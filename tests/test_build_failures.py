@@ -96,17 +96,6 @@ def test_failed_install_keeps_the_previous_env_and_says_why(basic_stack: StackPr
     assert basic_stack.ran_tasks(basic_stack.build()) == []
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "with -j N, doit's PythonAction (doit/action.py) swaps the process-wide sys.stdout and "
-        "sys.stderr around every action, from worker threads: interleaved save/restore pairs can "
-        "leave an action's capture buffer in place for the rest of the run, so the final "
-        "`error:` line (and the stdout summary) are lost; engine.run_tasks should restore both "
-        "streams after runner.run_all. Also, the first concurrent proc.uv_command() calls race "
-        "in Python 3.11's sysconfig (find_uv_bin: 'can only concatenate str (not NoneType)')"
-    ),
-)
 def test_failed_parallel_build_still_says_why(basic_stack: StackProject) -> None:
     basic_stack.build()
     basic_stack.edit_spec('requirements = ["vs-app-a"]', 'requirements = ["vs-app-a", "vs-broken"]')
@@ -184,15 +173,6 @@ def test_killed_rebuild_keeps_the_old_env_and_the_next_build_repairs_it(
     assert basic_stack.ran_tasks(basic_stack.build()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "only install_layer removes a stale `.<env>.new`, and only its own: when the edit is "
-        "reverted, the kept env needs no install and the staging folder stays forever. Fix: "
-        "remove `.<env>.new`/`.<env>.old` (and runtime `.unpacking-*` scratch) at the start of "
-        "a build while holding build_dir_lock (cli_build._run / engine)"
-    ),
-)
 def test_stale_staging_is_removed_when_its_layer_needs_no_rebuild(
     basic_stack: StackProject,
 ) -> None:

@@ -61,7 +61,7 @@ def test_status_before_any_build(basic_stack: StackProject) -> None:
     assert found[f"link:{APP_A}"]["needs"] == [
         f"install:{APP_A}",
         *(f"link:{env}" for env in (FRAME2, FRAME, RUNTIME)),
-        *(f"lock:{env}" for env in (APP_A, FRAME2, FRAME, RUNTIME)),
+        f"runtime:{RUNTIME}",
     ]
     text = stack.run("status", str(stack.spec)).stdout
     assert text.splitlines()[-1] == "16 tasks: 16 stale, 0 waiting on them, 0 up to date"

@@ -188,6 +188,7 @@ def _run(
             pending.extend(needs.get(name, ()))
     order = [name for name in needs if name in involved]
     with build_dir_lock(stack.layout.lock_file), _progress(ctx, order) as progress:
+        envbuild.sweep_staging(stack.layout)
         result = run_tasks(all_tasks, selected, stack.layout.task_db, jobs=jobs, progress=progress)
     _report_failures(result)
     return result

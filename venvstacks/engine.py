@@ -13,6 +13,7 @@ import fcntl
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from doit.control import TaskControl
-from doit.dependency import Dependency, JsonDB, MD5Checker
+from doit.dependency import DatabaseException, Dependency, JsonDB, MD5Checker
 from doit.exceptions import BaseFail, TaskFailed
 from doit.runner import MThreadRunner, Runner
 from doit.task import Stream, Task
@@ -142,9 +143,40 @@ def _describe_error(fail: BaseFail) -> str:
     return str(fail.get_msg()).strip()
 
 
+class _AtomicJsonDB(JsonDB):  # type: ignore[misc]
+    """doit's JSON backend, written to a temporary file and renamed into place.
+
+    A build killed while the DB is written leaves the previous DB, never a truncated one; a DB
+    that cannot be read (damaged by hand) is started afresh: every task then checks its inputs
+    again, which is safe.
+    """
+
+    def __init__(self, name: str, codec: Any, *, module_name: str | None = None) -> None:
+        try:
+            super().__init__(name, codec, module_name=module_name)
+        except DatabaseException:
+            _log.warning("warning: ignoring the damaged task database %s", name)
+            self.name, self.codec = name, codec
+            self._db: dict[str, Any] = {}
+
+    def dump(self) -> None:
+        path = Path(self.name)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(self.codec.encode(self._db), encoding="utf-8")
+        tmp.replace(path)
+
+
+class _SavingDependency(Dependency):  # type: ignore[misc]
+    """Saves the DB after every successful task, so a killed build keeps what it finished."""
+
+    def save_success(self, task: Task, result_hash: str | None = None) -> None:
+        super().save_success(task, result_hash)
+        self.backend.dump()
+
+
 def _dependency_db(db_path: Path) -> Dependency:
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    return Dependency(JsonDB, str(db_path), checker_cls=MD5Checker)
+    return _SavingDependency(_AtomicJsonDB, str(db_path), checker_cls=MD5Checker)
 
 
 def run_tasks(
@@ -166,7 +198,13 @@ def run_tasks(
     dep_manager = _dependency_db(db_path)
     args: list[Any] = [dep_manager, reporter, keep_going, always, Stream(0)]
     runner = MThreadRunner(*args, jobs) if jobs > 1 else Runner(*args)
-    result.code = runner.run_all(control.task_dispatcher())
+    # doit swaps sys.stdout/stderr around each action, from worker threads with -j N: put the
+    # real streams back whatever happened, or later messages could vanish into a capture buffer.
+    stdout, stderr = sys.stdout, sys.stderr
+    try:
+        result.code = runner.run_all(control.task_dispatcher())
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
     return result
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from venvstacks import dynlib
 from venvstacks._injected import postinstall
-from venvstacks.errors import BuildError, RuntimeProvisionError
+from venvstacks.errors import BuildError, RuntimeProvisionError, StackError
 from venvstacks.graph import LayerPlan, StackPlan
 from venvstacks.layout import BuildLayout
 from venvstacks.names import EnvName, LayerKind
@@ -178,6 +178,31 @@ def uv_failure(output: str) -> str:
     return ": ".join([errors[0], *causes[-1:]])
 
 
+def sweep_staging(layout: BuildLayout) -> list[Path]:
+    """Remove what killed builds left behind: staging and old copies of environments.
+
+    Call only while holding the build-dir lock, when no other build can be using them.
+    """
+    leftovers: list[Path] = []
+    for folder in (layout.build_dir, layout.runtime_cache):
+        if folder.is_dir():
+            leftovers += [
+                p
+                for p in folder.iterdir()
+                if p.is_dir()
+                and p.name.startswith(".")
+                and (
+                    p.name.endswith((".new", ".old"))
+                    or ".unpacking-" in p.name
+                    or ".old-" in p.name
+                )
+            ]
+    for path in leftovers:
+        _log.info("removing %s, left by an interrupted build", path)
+        shutil.rmtree(path, ignore_errors=True)
+    return leftovers
+
+
 def install_layer(plan: StackPlan, env: EnvName, layout: BuildLayout) -> dict[str, Any]:
     """Create the layer's environment from scratch and install its lock into it."""
     layer = plan[env]
@@ -257,6 +282,21 @@ def install_target(plan: StackPlan, layout: BuildLayout, env: EnvName) -> str:
     return f"{env}@{meta['lock_version']}"
 
 
+def deployed_names(plan: StackPlan, layout: BuildLayout, env: EnvName) -> str:
+    """The deployed names a layer's link (and archive) depend on: its own and its lower layers'.
+
+    Links depend on these rather than on whole lock metadata files, so a relock that keeps a
+    layer's name (an unversioned layer, or unchanged lock content) relinks nothing.
+    """
+    names = []
+    for name in (env, *plan[env].dependencies):
+        try:
+            names.append(install_target(plan, layout, name))
+        except StackError:
+            names.append(f"{name}@?")
+    return " ".join(names)
+
+
 def deployed_config(plan: StackPlan, layout: BuildLayout, env: EnvName) -> dict[str, Any]:
     """The layer's `venvstacks_layer.json`: paths relative to the layer folder, deployed names."""
     layer = plan[env]
@@ -305,6 +345,7 @@ def link_layer(plan: StackPlan, env: EnvName, layout: BuildLayout) -> dict[str, 
         "linked_at": time.time_ns(),
         "modules": copied,
         "install_target": install_target(plan, layout, env),
+        "deployed_names": deployed_names(plan, layout, env),
     }
 
 

@@ -9,12 +9,14 @@ configuration (only the settings venvstacks writes into each layer's resolve pro
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -116,18 +118,31 @@ def run_checked(
     return result.stdout
 
 
-def uv_command() -> list[str]:
-    """How to invoke uv: the binary installed with venvstacks, else one on PATH."""
+_UV_LOCK = threading.Lock()
+
+
+@functools.cache
+def _find_uv() -> tuple[str, ...]:
     try:
         from uv import find_uv_bin
 
-        return [find_uv_bin()]
+        return (find_uv_bin(),)
     except (ImportError, FileNotFoundError):
         pass
     found = shutil.which("uv")
     if found:
-        return [found]
-    return [sys.executable, "-m", "uv"]
+        return (found,)
+    return (sys.executable, "-m", "uv")
+
+
+def uv_command() -> list[str]:
+    """How to invoke uv: the binary installed with venvstacks, else one on PATH.
+
+    Found once, under a lock: `find_uv_bin` reads sysconfig, which is not thread-safe on
+    Python 3.11 when two tasks ask at once.
+    """
+    with _UV_LOCK:
+        return list(_find_uv())
 
 
 def tail(output: str, lines: int = 15) -> str:

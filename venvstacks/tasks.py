@@ -83,6 +83,13 @@ def _path_exists(path: Path) -> bool:
     return path.exists()
 
 
+def _deployed_names_unchanged(
+    task: Any, values: dict[str, Any], plan: StackPlan, env: EnvName, layout: BuildLayout
+) -> bool:
+    """doit uptodate check, evaluated when the task is due (after its lower tasks ran)."""
+    return bool(values.get("deployed_names") == envbuild.deployed_names(plan, layout, env))
+
+
 @dataclass(frozen=True)
 class StackTasks:
     """Every task of a stack, for the engine, `status`, `graph --tasks` and generated dodo files."""
@@ -197,15 +204,20 @@ class StackTasks:
             "file_dep": file_dep,
             "targets": [str(stamp)],
             "task_dep": task_dep,
-            "uptodate": [(_path_exists, [self.layout.env_dir(env)])],
+            "uptodate": [
+                # uv picks wheels for the build platform's glibc target at install time.
+                config_changed(layer.spec.linux_target or "default"),
+                (_path_exists, [self.layout.env_dir(env)]),
+            ],
         }
 
     def link_task(self, layer: LayerPlan) -> TaskDict:
         env = layer.env_name
         stamp = self.layout.stamp("link", env)
-        deps = [d for d in layer.dependencies]
-        file_dep = [str(self.layout.stamp("install", env)), str(self.layout.lock(env).metadata)]
-        file_dep += [str(self.layout.lock(d).metadata) for d in deps]
+        deps = list(layer.dependencies)
+        file_dep = [str(self.layout.stamp("install", env))]
+        # The runtime's record holds its full X.Y.Z, written into the layer config.
+        file_dep.append(str(envbuild.provision_record_path(self.layout, layer.runtime)))
         file_dep += [str(p) for p in self._module_files(layer)]
         digest = hash_strings([*deps, *layer.spec.dynlib_exclude, _link_format_version()])
         return {
@@ -218,7 +230,11 @@ class StackTasks:
             "file_dep": file_dep,
             "targets": [str(stamp)],
             "task_dep": [task_name("install", env)] + [task_name("link", d) for d in deps],
-            "uptodate": [config_changed(digest), (_path_exists, [self.layout.env_dir(env)])],
+            "uptodate": [
+                config_changed(digest),
+                (_deployed_names_unchanged, [self.plan, env, self.layout]),
+                (_path_exists, [self.layout.env_dir(env)]),
+            ],
         }
 
     def names(self, operation: str, layers: Iterable[LayerPlan]) -> list[str]:
@@ -236,6 +252,18 @@ def _publish_record(layout: BuildLayout, operation: str, env: EnvName) -> Path:
     return layout.state_dir / "publish-records" / f"{operation}.{env}.json"
 
 
+def _publish_action(
+    op: Callable[..., dict[str, Any]],
+    plan: StackPlan,
+    env: EnvName,
+    layout: BuildLayout,
+    options: Any,
+    record: Path,
+) -> dict[str, Any]:
+    result = op(plan, env, layout, options, record)
+    return {**result, "deployed_names": envbuild.deployed_names(plan, layout, env)}
+
+
 def publish_task(stack: StackTasks, layer: LayerPlan, options: Any) -> TaskDict:
     """`archive:<env>` (or `export:<env>` for local exports) of one built layer."""
     from venvstacks import publish
@@ -246,12 +274,14 @@ def publish_task(stack: StackTasks, layer: LayerPlan, options: Any) -> TaskDict:
     layout = stack.layout
     stamp = layout.stamp(operation, env)
     file_dep = [str(layout.stamp("link", env)), str(layout.lock(env).metadata)]
-    file_dep += [str(layout.lock(d).metadata) for d in layer.dependencies]
     file_dep += [str(p) for p in stack._module_files(layer)]
     digest = hash_strings(
         [str(options.output_dir), str(options.fmt), str(options.tag_outputs), str(options.level)]
     )
-    uptodate: list[Any] = [config_changed(digest)]
+    uptodate: list[Any] = [
+        config_changed(digest),
+        (_deployed_names_unchanged, [stack.plan, env, layout]),
+    ]
     if options.force:
         uptodate.append(False)
     record = _publish_record(layout, operation, env)
@@ -259,7 +289,12 @@ def publish_task(stack: StackTasks, layer: LayerPlan, options: Any) -> TaskDict:
         "basename": operation,
         "name": env,
         "doc": f"{operation} {env} into {options.output_dir}",
-        "actions": [(run_operation, [op, str(stamp), stack.plan, env, layout, options, record])],
+        "actions": [
+            (
+                run_operation,
+                [_publish_action, str(stamp), op, stack.plan, env, layout, options, record],
+            )
+        ],
         "file_dep": file_dep,
         "targets": [str(options.metadata_path(env)), str(stamp)],
         "task_dep": [task_name("link", env)],
