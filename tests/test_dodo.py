@@ -81,7 +81,7 @@ def all_task_names(spec: Path) -> list[str]:
 
 
 def test_namespace_has_one_creator_per_operation(diamond: Path) -> None:
-    namespace = stack_namespace(spec_path=diamond, base_dir=diamond.parent)
+    namespace = stack_namespace(spec_path=diamond, base_dir=diamond.parent, hold_lock=False)
     creators = {k: v for k, v in namespace.items() if k.startswith("task_")}
     assert sorted(creators) == ["task_install", "task_link", "task_lock", "task_runtime"]
     for name, creator in creators.items():
@@ -96,7 +96,7 @@ def test_namespace_has_one_creator_per_operation(diamond: Path) -> None:
 
 
 def test_namespace_doit_config(diamond: Path) -> None:
-    config: dict[str, Any] = stack_namespace(spec_path=diamond)["DOIT_CONFIG"]
+    config: dict[str, Any] = stack_namespace(spec_path=diamond, hold_lock=False)["DOIT_CONFIG"]
     layout = BuildLayout.for_spec(diamond)
     assert config["dep_file"] == str(layout.task_db)
     assert config["backend"] == "json"
@@ -107,7 +107,7 @@ def test_namespace_doit_config(diamond: Path) -> None:
 
 
 def test_namespace_build_dir_is_taken_from_the_spec_folder(diamond: Path) -> None:
-    config = stack_namespace(spec_path=diamond, build_dir="other")["DOIT_CONFIG"]
+    config = stack_namespace(spec_path=diamond, build_dir="other", hold_lock=False)["DOIT_CONFIG"]
     assert config["dep_file"] == str(diamond.parent / "other" / ".venvstacks" / "tasks.db")
 
 
@@ -131,6 +131,7 @@ def test_namespace_paths_are_relative_to_the_dodo_folder(diamond: Path) -> None:
         use_index=False,
         runtime_fallback="host",
         base_dir=diamond.parent,
+        hold_lock=False,
     )
     lock = _lock_options(namespace, "app-x")
     assert lock.use_index is False
@@ -153,7 +154,7 @@ def test_namespace_uses_the_same_sources_as_build(
     monkeypatch.setenv("VENVSTACKS_PBS_BASE_URL", "https://mirror.invalid/pbs")
     monkeypatch.delenv("UV_EXCLUDE_NEWER", raising=False)
     namespace = stack_namespace(
-        spec_path=diamond, runtime_archives=["given"], base_dir=diamond.parent
+        spec_path=diamond, runtime_archives=["given"], base_dir=diamond.parent, hold_lock=False
     )
     runtime = _runtime_options(namespace)
     assert runtime.archive_dirs == (
@@ -162,7 +163,7 @@ def test_namespace_uses_the_same_sources_as_build(
     assert runtime.base_url == "https://mirror.invalid/pbs"
     assert str(_lock_options(namespace, "app-x").exclude_newer) == "2024-01-01 00:00:00+00:00"
     monkeypatch.setenv("UV_EXCLUDE_NEWER", "2023-06-01")
-    namespace = stack_namespace(spec_path=diamond, base_dir=diamond.parent)
+    namespace = stack_namespace(spec_path=diamond, base_dir=diamond.parent, hold_lock=False)
     assert str(_lock_options(namespace, "app-x").exclude_newer) == "2023-06-01 00:00:00+00:00"
 
 

@@ -180,12 +180,7 @@ def test_uv_python_platform(
     assert expected in uv_platform_names
 
 
-@pytest.mark.xfail(
-    reason="bug: linux_target accepts any glibc X.Y, but uv only knows manylinux_2_17, _2_28 "
-    "and _2_31.._2_40, so `--python-platform x86_64-manylinux_2_24` makes every install fail",
-    strict=True,
-)
-@pytest.mark.parametrize("linux", ["glibc@2.24", "glibc@2.5"])
+@pytest.mark.parametrize("linux", ["glibc@2.24", "glibc@2.5", "glibc@2.30", "glibc@2.99"])
 def test_every_accepted_linux_target_gives_a_platform_uv_knows(
     linux: str, uv_platform_names: set[str]
 ) -> None:

@@ -45,6 +45,7 @@ SPEC_ERRORS = {
     "error_linux_target_version.toml": r"Linux libc version must be of the form 'X.Y', not '235'",
     "error_macosx_target.toml": r"macOS target must be of the form 'X' or 'X.Y', not 'fourteen'",
     "error_missing_launch_module.toml": r"application 'a': missing required key 'launch_module'",
+    "error_misspelt_category.toml": r"unknown table 'application' \(did you mean 'applications'\?\)",
     "error_missing_name.toml": r"runtimes\[0\]: missing required key 'name'",
     "error_missing_python_implementation.toml": r"runtime 'rt': missing required key 'python_implementation'",
     "error_missing_requirements.toml": r"runtime 'rt': missing required key 'requirements'",

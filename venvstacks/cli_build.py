@@ -313,7 +313,11 @@ def _print_locked(stack: LoadedStack, layers: Sequence[LayerPlan]) -> None:
     help="Lock layers whose lock is missing or out of date, instead of failing.",
 )
 @click.option("--lock/--no-lock", "lock_alias", default=False, hidden=True)
-@click.option("--clean", is_flag=True, help="Rebuild the selected environments from scratch.")
+@click.option(
+    "--clean/--no-clean",
+    default=False,
+    help="Rebuild the selected environments (and, with --publish, archives) from scratch.",
+)
 @click.option(
     "--build-dependencies/--no-build-dependencies",
     default=False,
@@ -340,8 +344,8 @@ def _print_locked(stack: LoadedStack, layers: Sequence[LayerPlan]) -> None:
     help="With --publish: archive format (default tar.xz).",
 )
 @click.option(
-    "--tag-outputs",
-    is_flag=True,
+    "--tag-outputs/--no-tag-outputs",
+    default=False,
     help="With --publish: add platform and build number to archive names.",
 )
 @click.option(
@@ -355,7 +359,7 @@ def _print_locked(stack: LoadedStack, layers: Sequence[LayerPlan]) -> None:
     "--build/--no-build",
     "do_build",
     default=True,
-    help="--no-build: only lock (with --lock-if-needed) and/or publish what is already built.",
+    help="--no-build: only lock (with --lock-if-needed) and/or publish; layers an archive needs are still brought up to date.",
 )
 @click.option(
     "--build-derived",
@@ -377,7 +381,7 @@ def _print_locked(stack: LoadedStack, layers: Sequence[LayerPlan]) -> None:
     default=None,
     help="Accepted for compatibility: --include-dependencies also publishes the lower layers.",
 )
-@click.option("--force", is_flag=True, hidden=True)
+@click.option("--force/--no-force", default=False, hidden=True)
 @click.pass_context
 def build(
     ctx: click.Context,
@@ -454,8 +458,13 @@ def build(
         runtime_options=_runtime_options(stack, runtime_archives, runtime_fallback),
         publishing=publishing,
     )
-    if clean:
-        _clean_envs(stack, layers)
+    if clean:  # only what was asked for: lower layers pulled in by --include are kept
+        _clean_envs(
+            stack,
+            choose_layers(
+                stack.plan, include, True, with_dependencies=False, with_derived=build_derived
+            ),
+        )
     selected = tasks.names("link", layers) if do_build else []
     if not do_build and (lock_if_needed or lock_alias):
         selected = [f"lock:{layer.env_name}" for layer in layers]

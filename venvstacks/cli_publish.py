@@ -39,12 +39,14 @@ def output_options(default_dir: str, archives: bool) -> Callable[[F], F]:
                 help=f"Where to publish (default: {default_dir} beside the spec).",
             ),
             click.option(
-                "--force",
-                is_flag=True,
+                "--force/--no-force",
+                default=False,
                 help="Rebuild even when the published content is unchanged.",
             ),
             click.option(
-                "--dry-run", is_flag=True, help="Report what would be published, write nothing."
+                "--dry-run/--no-dry-run",
+                default=False,
+                help="Report what would be published, write nothing.",
             ),
             click.option(
                 "--publish-dependencies",
@@ -88,8 +90,8 @@ def output_options(default_dir: str, archives: bool) -> Callable[[F], F]:
                     help="Archive format (default: [tool.venvstacks] archive-format, else tar.xz, as venvstacks 0.8.0).",
                 ),
                 click.option(
-                    "--tag-outputs",
-                    is_flag=True,
+                    "--tag-outputs/--no-tag-outputs",
+                    default=False,
                     help="Add the platform and build number to archive and metadata names.",
                 ),
                 click.option(

@@ -376,7 +376,9 @@ def run_app(target_dir: Path, app: str, args: Sequence[str]) -> int:
     python = layer_dir / "bin" / "python"
     if not python.exists():
         raise DeployError(f"{layer_dir}: no bin/python (deployment damaged? run venvstacks verify)")
-    return subprocess.run([str(python), "-m", module, *args], check=False).returncode
+    # Safe path: the caller's current folder must not shadow the app's own modules.
+    env = {**os.environ, "PYTHONSAFEPATH": "1"}
+    return subprocess.run([str(python), "-m", module, *args], check=False, env=env).returncode
 
 
 @dataclass(frozen=True)

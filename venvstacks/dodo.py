@@ -8,14 +8,16 @@ points doit at the stack's own dependency file, JSON backend and content-hash ch
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from venvstacks import __version__, envbuild, locking
-from venvstacks.engine import TaskDict
+from venvstacks.engine import TaskDict, build_dir_lock
 from venvstacks.errors import StackError
 from venvstacks.graph import plan_stack
 from venvstacks.indexes import parse_timestamp
@@ -29,12 +31,17 @@ __all__ = ["render_dodo", "stack_namespace"]
 TEMPLATE_NAME = "dodo.py"
 
 
-def _creator(operation: str, tasks: list[TaskDict]) -> Callable[[], Iterator[dict[str, Any]]]:
+def _creator(
+    operation: str, tasks: list[TaskDict], lock_file: str | None
+) -> Callable[[], Iterator[dict[str, Any]]]:
     chosen = [t for t in tasks if t["basename"] == operation]
+    first = [(take_build_dir_lock, [lock_file])] if lock_file else []
 
     def creator() -> Iterator[dict[str, Any]]:
         for task in chosen:
-            yield {k: v for k, v in task.items() if k != "basename"}
+            entry: dict[str, Any] = {k: v for k, v in task.items() if k != "basename"}
+            entry["actions"] = [*first, *task.get("actions", [])]
+            yield entry
 
     creator.__name__ = f"task_{operation}"
     creator.__doc__ = f"{operation} tasks, one per layer"
@@ -50,6 +57,7 @@ def stack_namespace(
     local_wheels: Sequence[str] = (),
     use_index: bool = True,
     base_dir: Path | None = None,
+    hold_lock: bool = True,
 ) -> dict[str, Any]:
     """doit's view of a stack: `task_*` creators and `DOIT_CONFIG`."""
     base = base_dir or Path.cwd()
@@ -80,7 +88,7 @@ def stack_namespace(
     )
     tasks = stack.all_tasks()
     namespace: dict[str, Any] = {
-        f"task_{op}": _creator(op, tasks)
+        f"task_{op}": _creator(op, tasks, str(layout.lock_file) if hold_lock else None)
         for op in OPERATIONS
         if any(t["basename"] == op for t in tasks)
     }
@@ -90,8 +98,28 @@ def stack_namespace(
         "check_file_uptodate": "md5",
         "default_tasks": sorted({f"link:{t['name']}" for t in tasks if t["basename"] == "link"}),
         "verbosity": 1,
+        # Worker threads, not processes: the work is in subprocesses anyway, and separate
+        # worker processes would each wait for the build-dir lock that another one holds.
+        "par_type": "thread",
     }
     return namespace
+
+
+_HELD_LOCKS: list[AbstractContextManager[None]] = []
+_HOLDING = threading.Lock()
+
+
+def take_build_dir_lock(lock_file: str) -> None:
+    """First action of every task in a generated dodo file: hold the build dir, as `build` does.
+
+    doit has no hook around a whole run, so the first task that runs takes the lock and the
+    process keeps it until it exits; `doit list` and `doit info` run no action and take nothing.
+    """
+    with _HOLDING:
+        if not _HELD_LOCKS:
+            lock = build_dir_lock(Path(lock_file))
+            lock.__enter__()
+            _HELD_LOCKS.append(lock)
 
 
 def _exclude_newer(from_spec: datetime | None) -> datetime | None:

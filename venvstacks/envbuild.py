@@ -203,6 +203,29 @@ def sweep_staging(layout: BuildLayout) -> list[Path]:
     return leftovers
 
 
+def _check_local_wheels(env: EnvName, lock: Path) -> None:
+    """Local wheels are recorded relative to the lock file: say clearly when one is not there."""
+    import tomllib
+
+    try:
+        packages = tomllib.loads(lock.read_text(encoding="utf-8")).get("packages", [])
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise BuildError(env, f"cannot read {lock}: {exc}") from None
+    missing = [
+        wheel["path"]
+        for package in packages
+        for wheel in package.get("wheels", [])
+        if "path" in wheel and not (lock.parent / wheel["path"]).is_file()
+    ]
+    if missing:
+        raise BuildError(
+            env,
+            f"{lock.name} names local wheels that are not there (relative to {lock.parent}): "
+            f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}; relock the layer with "
+            f"`venvstacks lock --reset-lock {env} --local-wheels DIR`",
+        )
+
+
 def install_layer(plan: StackPlan, env: EnvName, layout: BuildLayout) -> dict[str, Any]:
     """Create the layer's environment from scratch and install its lock into it."""
     layer = plan[env]
@@ -213,6 +236,7 @@ def install_layer(plan: StackPlan, env: EnvName, layout: BuildLayout) -> dict[st
     lock = layout.lock(env).pylock
     if not lock.exists():
         raise BuildError(env, f"no lock file at {lock}; run `venvstacks lock` first")
+    _check_local_wheels(env, lock)
     try:
         if layer.kind is LayerKind.RUNTIME:
             python = _stage_runtime(layout, env, staging)

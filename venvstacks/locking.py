@@ -204,7 +204,10 @@ def _environment_markers(platforms: Sequence[TargetPlatform]) -> list[str]:
         "arm64": "platform_machine == 'arm64'",
         "amd64": "platform_machine == 'AMD64'",
     }
-    windows_machines = {"amd64": "platform_machine == 'AMD64'", "arm64": "platform_machine == 'ARM64'"}
+    windows_machines = {
+        "amd64": "platform_machine == 'AMD64'",
+        "arm64": "platform_machine == 'ARM64'",
+    }
     return [
         f"{markers[p.os_family]} and "
         f"{(windows_machines if p.os_family == 'win' else machines)[p.machine]}"

@@ -141,12 +141,23 @@ _UV_OS = {"linux": "manylinux", "macosx": "apple-darwin", "win": "pc-windows-msv
 _UV_ARCH = {"arm64": "aarch64", "amd64": "x86_64"}
 
 
+_UV_MANYLINUX = ((2, 17), (2, 28), *((2, n) for n in range(31, 41)))
+"""The glibc versions uv's --python-platform names (manylinux_2_17, _2_28, _2_31 to _2_40)."""
+
+
+def _uv_manylinux(version: tuple[int, int]) -> tuple[int, int]:
+    """The newest glibc uv can target that is not newer than `version` (older: the oldest)."""
+    usable = [v for v in _UV_MANYLINUX if v <= version]
+    return usable[-1] if usable else _UV_MANYLINUX[0]
+
+
 def uv_python_platform(target: TargetPlatform, linux: LinuxTarget | None = None) -> str:
     """The value of uv's ``--python-platform`` for installing on ``target``."""
     arch = _UV_ARCH.get(target.machine, target.machine)
     if target.os_family == "linux":
         version = (linux or parse_linux_target(DEFAULT_LINUX_TARGET)).version
-        return f"{arch}-manylinux_{version[0]}_{version[1]}"
+        major, minor = _uv_manylinux(version)
+        return f"{arch}-manylinux_{major}_{minor}"
     return f"{arch}-{_UV_OS[target.os_family]}"
 
 

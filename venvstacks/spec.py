@@ -121,6 +121,7 @@ def _parse_yaml(text: str, path: Path) -> Mapping[str, Any]:
 def parse_stack_spec(data: Mapping[str, Any], path: Path) -> StackSpec:
     """Check a parsed spec document. Raises SpecError naming every problem found."""
     problems = Problems()
+    _check_top_level_keys(data, problems)
     layers = {cat: _parse_category(data, cat, path.parent, problems) for cat in SPEC_CATEGORIES}
     tool = data.get("tool", {})
     if not isinstance(tool, dict):
@@ -140,6 +141,18 @@ def parse_stack_spec(data: Mapping[str, Any], path: Path) -> StackSpec:
         settings=settings,
         warnings=tuple(problems.warnings),
     )
+
+
+def _check_top_level_keys(data: Mapping[str, Any], problems: Problems) -> None:
+    """A near-miss of a layer table is an error (its layers would vanish); others are warned."""
+    import difflib
+
+    for key in sorted(set(data) - {*SPEC_CATEGORIES, "tool"}):
+        close = difflib.get_close_matches(key, SPEC_CATEGORIES, n=1, cutoff=0.75)
+        if close:
+            problems.add("", f"unknown table {key!r} (did you mean {close[0]!r}?)")
+        else:
+            problems.warnings.append(f"ignoring unknown top-level key {key!r}")
 
 
 def _parse_category(

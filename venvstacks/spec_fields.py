@@ -209,8 +209,16 @@ def check_name(t: LayerTable) -> str | None:
     name = t.string("name")
     if name is None:
         return None
-    if not name or name != name.strip() or any(c in name for c in '/\\:*?"<>|\n\t'):
-        t.problem(f"invalid layer name {name!r} (use letters, digits, '_', '-' and '.')")
+    if (
+        not name
+        or name != name.strip()
+        or not name.isprintable()
+        or any(c in name for c in '/\\:*?"<>|')
+    ):
+        t.problem(
+            f"invalid layer name {name!r} (names cannot be empty, have surrounding spaces "
+            'or contain / \\ : * ? " < > | or control characters)'
+        )
         return None
     if t.kind is LayerKind.RUNTIME and name.startswith(("framework-", "app-")):
         prefix = name.split("-", 1)[0]
