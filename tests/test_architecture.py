@@ -13,7 +13,7 @@ MODULES = sorted(p for p in PACKAGE.rglob("*.py"))
 # Only the task layer knows doit; every operation stays callable without it.
 DOIT_USERS = {"engine", "tasks", "dodo", "deploy"}
 # Only the command line and the progress display talk to the terminal.
-TERMINAL_USERS = {"cli", "cli_build", "cli_common", "cli_deploy", "cli_publish", "cli_runtime", "cli_show", "progress", "__main__"}
+TERMINAL_USERS = {"cli", "cli_build", "cli_common", "cli_deploy", "cli_publish", "cli_runtime", "cli_show", "cli_status", "progress", "__main__"}
 
 
 def _imported_roots(path: Path) -> set[str]:

@@ -84,9 +84,9 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
 
 
 def _register_commands() -> None:
-    from venvstacks import cli_build, cli_deploy, cli_publish, cli_runtime, cli_show
+    from venvstacks import cli_build, cli_deploy, cli_publish, cli_runtime, cli_show, cli_status
 
-    for module in (cli_show, cli_build, cli_publish, cli_deploy):
+    for module in (cli_show, cli_build, cli_status, cli_publish, cli_deploy):
         for command in module.COMMANDS:
             cli.add_command(command)
     cli.add_command(cli_runtime.runtime)

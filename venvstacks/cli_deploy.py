@@ -44,10 +44,10 @@ def deploy(
     first. Re-deploying unchanged layers does nothing; an updated layer replaces only itself.
     """
     from venvstacks import deploy as deploying
-    from venvstacks.cli_build import _progress
+    from venvstacks.cli_build import progress_for
 
     layers, result = deploying.deploy(
-        artifacts_dir, target_dir, include, jobs=jobs, progress=_progress(ctx)
+        artifacts_dir, target_dir, include, jobs=jobs, progress=progress_for(ctx)
     )
     changed = len(result.executed)
     click.echo(

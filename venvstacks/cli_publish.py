@@ -151,7 +151,7 @@ def selected_layers(
 
 def _ensure_built(stack: LoadedStack, layers: Sequence[LayerPlan]) -> None:
     """publish and local-export never build: the selected layers must be built and current."""
-    from venvstacks.cli_build import stack_task_views
+    from venvstacks.cli_status import stack_task_views
 
     views = stack_task_views(stack, layers)
     stale = sorted(
@@ -220,7 +220,7 @@ def run_publish(
     jobs: int,
     dry_run: bool,
 ) -> None:
-    from venvstacks.cli_build import _run
+    from venvstacks.cli_build import run_stack_tasks
     from venvstacks.tasks import StackTasks
 
     if not layers:
@@ -231,14 +231,14 @@ def run_publish(
         return
     tasks = StackTasks(stack.plan, stack.layout, publishing=options)
     operation = "export" if options.export else "archive"
-    _run(stack, tasks, [f"{operation}:{l.env_name}" for l in layers], jobs, ctx)
+    run_stack_tasks(stack, tasks, [f"{operation}:{l.env_name}" for l in layers], jobs, ctx)
     report_published(stack, options, [l.env_name for l in layers])
 
 
 def _show(stack: LoadedStack, layers: Sequence[LayerPlan], op: str, as_json: bool) -> None:
-    from venvstacks.cli_build import _show_selection
+    from venvstacks.cli_build import show_selection
 
-    _show_selection(stack, layers, [op], as_json)
+    show_selection(stack, layers, [op], as_json)
 
 
 @click.command()

@@ -106,7 +106,7 @@ def graph(
 
 
 def _task_drawing(stack: LoadedStack, layers: Sequence[LayerPlan], with_status: bool) -> Graph:
-    from venvstacks.cli_build import stack_task_views
+    from venvstacks.cli_status import stack_task_views
     from venvstacks.taskview import TaskView, task_graph
 
     views = stack_task_views(stack, layers)
