@@ -13,6 +13,7 @@ import click
 
 from venvstacks import envbuild, locking
 from venvstacks.cli_common import (
+    DEFAULT_JOBS,
     LoadedStack,
     build_dir_option,
     choose_layers,
@@ -72,8 +73,8 @@ def lock_options(func: F) -> F:
             "-j",
             "--jobs",
             type=click.IntRange(1, 64),
-            default=1,
-            show_default=True,
+            default=DEFAULT_JOBS,
+            show_default="the number of CPUs, at most 4",
             help="Run up to N independent tasks at once.",
         ),
         click.option(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ from venvstacks.spec import StackSpec, load_stack_spec
 __all__ = ["CliState", "LoadedStack", "load_stack", "spec_argument"]
 
 _log = logging.getLogger("venvstacks")
+DEFAULT_JOBS = max(1, min(4, os.cpu_count() or 1))
+"""Tasks run at once by default: the work is subprocesses and compression that releases the GIL."""
 F = TypeVar("F", bound=Callable[..., Any])
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from venvstacks.cli_common import DEFAULT_JOBS
 from venvstacks.errors import StackError
 
 __all__ = ["COMMANDS"]
@@ -29,8 +30,8 @@ __all__ = ["COMMANDS"]
     "-j",
     "--jobs",
     type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
+    default=DEFAULT_JOBS,
+    show_default="the number of CPUs, at most 4",
     help="Deploy up to N independent layers at once.",
 )
 @click.pass_context

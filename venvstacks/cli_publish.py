@@ -11,6 +11,7 @@ import click
 
 from venvstacks.archive import LEVEL_RANGES, ArchiveFormat
 from venvstacks.cli_common import (
+    DEFAULT_JOBS,
     LoadedStack,
     build_dir_option,
     choose_layers,
@@ -62,8 +63,8 @@ def output_options(default_dir: str, archives: bool) -> Callable[[F], F]:
                 "-j",
                 "--jobs",
                 type=click.IntRange(1, 64),
-                default=1,
-                show_default=True,
+                default=DEFAULT_JOBS,
+                show_default="the number of CPUs, at most 4",
                 help="Publish up to N layers at once.",
             ),
             click.option(

@@ -252,11 +252,34 @@ def install_layer(plan: StackPlan, env: EnvName, layout: BuildLayout) -> dict[st
     return {"built_at": time.time_ns(), "lock": lock.name}
 
 
+def copy_tree_linked(source: Path, dest: Path) -> None:
+    """A copy of `source` made of hard links (copies across devices), symlinks kept as links."""
+
+    def link_or_copy(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    top = os.fspath(source)
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        # Bytecode caches anywhere; build-time dot files at the top (uv's `.lock`), as 0.8.0.
+        skipped = {name for name in names if name == "__pycache__"}
+        if folder == top:
+            skipped.update(name for name in names if name.startswith("."))
+        return skipped
+
+    shutil.copytree(source, dest, symlinks=True, copy_function=link_or_copy, ignore=ignore)
+
+
 def _stage_runtime(layout: BuildLayout, env: EnvName, staging: Path) -> Path:
     source = layout.runtime_cache / env
     if not (source / "bin" / "python3").exists():
         raise BuildError(env, "the runtime has not been provisioned (its runtime task must run)")
-    shutil.copytree(source, staging, symlinks=True)
+    # Hard links: installing only adds files, and nothing in a layer is rewritten in place
+    # (deployed copies replace what they change), so the provisioned runtime stays pristine.
+    copy_tree_linked(source, staging)
     python = staging / "bin" / "python"
     if not python.exists():
         python.symlink_to("python3")

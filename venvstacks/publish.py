@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import stat
 import subprocess
@@ -157,27 +156,6 @@ def _uv_version() -> str:
         return "unknown"
 
 
-def _copy_tree_linked(source: Path, dest: Path) -> None:
-    """A copy of `source` made of hard links (copies across devices), symlinks kept as links."""
-
-    def link_or_copy(src: str, dst: str) -> None:
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-
-    top = os.fspath(source)
-
-    def ignore(folder: str, names: list[str]) -> set[str]:
-        # Bytecode caches anywhere; build-time dot files at the top (uv's `.lock`), as 0.8.0.
-        skipped = {name for name in names if name == "__pycache__"}
-        if folder == top:
-            skipped.update(name for name in names if name.startswith("."))
-        return skipped
-
-    shutil.copytree(source, dest, symlinks=True, copy_function=link_or_copy, ignore=ignore)
-
-
 def _replace_file(path: Path, text: str, mode: int = 0o644) -> None:
     """Write a new file at `path` (never through a hard link shared with the build env)."""
     if path.exists() or path.is_symlink():
@@ -192,7 +170,7 @@ def prepare_deployed_copy(plan: StackPlan, layout: BuildLayout, env: EnvName, de
     source = layout.env_dir(env)
     if not source.exists():
         raise PublishError(env, f"environment {source} is not built (run venvstacks build)")
-    _copy_tree_linked(source, dest)
+    envbuild.copy_tree_linked(source, dest)
     (dest / "pyvenv.cfg").unlink(missing_ok=True)
     site = dest / envbuild.site_dir(layer)
     (site / "sitecustomize.py").unlink(missing_ok=True)
