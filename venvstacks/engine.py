@@ -9,7 +9,6 @@ A file lock on the build dir keeps two builds from sharing it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import shutil
@@ -19,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import IO, Any, TypedDict
 
 from doit.control import TaskControl
 from doit.dependency import DatabaseException, Dependency, JsonDB, MD5Checker
@@ -239,14 +238,39 @@ def task_states(tasks: Sequence[TaskDict], db_path: Path) -> list[TaskState]:
     return states
 
 
+def _try_lock(handle: IO[str]) -> bool:
+    """Take an exclusive lock on an open file without waiting; False when another holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined,unused-ignore]
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _wait_for_lock(handle: IO[str]) -> None:
+    while not _try_lock(handle):
+        time.sleep(0.2)
+
+
 @contextlib.contextmanager
 def build_dir_lock(lock_path: Path, *, wait: bool = True) -> Iterator[None]:
-    """Hold an exclusive lock on a build dir; a second build waits, or fails when `wait` is off."""
+    """Hold an exclusive lock on a build dir; a second build waits, or fails when `wait` is off.
+
+    The lock is released when the file is closed, including when the process dies.
+    """
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _try_lock(handle):
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             if not wait:
@@ -254,7 +278,7 @@ def build_dir_lock(lock_path: Path, *, wait: bool = True) -> Iterator[None]:
                     f"the build dir {lock_path.parent.parent} is in use by {holder}"
                 ) from None
             _log.warning("waiting for %s to finish with %s", holder, lock_path.parent.parent)
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            _wait_for_lock(handle)
         handle.seek(0)
         handle.truncate()
         handle.write(f"venvstacks (pid {os.getpid()})\n")
@@ -264,4 +288,3 @@ def build_dir_lock(lock_path: Path, *, wait: bool = True) -> Iterator[None]:
         finally:
             handle.seek(0)
             handle.truncate()
-            fcntl.flock(handle, fcntl.LOCK_UN)
