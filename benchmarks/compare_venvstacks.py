@@ -792,7 +792,7 @@ def report(
         "(each step runs for every tool before the next step), order rotated each round"
     )
     out.append(
-        "- builds: `build SPEC --publish` for both (ours: default `-j 1`, tar.xz preset 1; "
+        "- builds: `build SPEC --publish` for both (ours: default settings, tar.xz preset 1; "
         "the original: tar.xz at Python's default preset 6); the requirements step adds "
         "`--lock-if-needed`"
     )

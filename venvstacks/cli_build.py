@@ -13,12 +13,13 @@ import click
 
 from venvstacks import envbuild, locking
 from venvstacks.cli_common import (
-    DEFAULT_JOBS,
     LoadedStack,
     build_dir_option,
     choose_layers,
     include_options,
+    jobs_option,
     load_stack,
+    selection_display_options,
     spec_argument,
 )
 from venvstacks.engine import RunResult, build_dir_lock, run_tasks
@@ -69,24 +70,8 @@ def lock_options(func: F) -> F:
             default=None,
             help="'host': when no archive is found and the download fails, pack a matching Python from this machine.",
         ),
-        click.option(
-            "-j",
-            "--jobs",
-            type=click.IntRange(1, 64),
-            default=DEFAULT_JOBS,
-            show_default="the number of CPUs, at most 4",
-            help="Run up to N independent tasks at once.",
-        ),
-        click.option(
-            "--show", "show_first", is_flag=True, help="Print the selected layers before running."
-        ),
-        click.option("--show-only", is_flag=True, help="Print the selected layers and stop."),
-        click.option(
-            "--json",
-            "as_json",
-            is_flag=True,
-            help="Print the selection as JSON (implies --show-only unless --show).",
-        ),
+        jobs_option("Run up to N independent tasks at once."),
+        *selection_display_options("running"),
     ]
     for decorator in reversed(decorators):
         func = decorator(func)

@@ -98,3 +98,32 @@ def choose_layers(
     if warning:
         _log.warning("warning: %s", warning)
     return layers
+
+
+def jobs_option(help_text: str) -> Callable[[F], F]:
+    """`-j/--jobs N`, defaulting to the number of CPUs (at most 4)."""
+    decorator: Callable[[F], F] = click.option(
+        "-j",
+        "--jobs",
+        type=click.IntRange(1, 64),
+        default=DEFAULT_JOBS,
+        show_default="the number of CPUs, at most 4",
+        help=help_text,
+    )
+    return decorator
+
+
+def selection_display_options(doing: str) -> list[Any]:
+    """`--show`, `--show-only` and `--json`, as 0.8.0's lock/build/publish/local-export have."""
+    return [
+        click.option(
+            "--show", "show_first", is_flag=True, help=f"Print the selected layers before {doing}."
+        ),
+        click.option("--show-only", is_flag=True, help="Print the selected layers and stop."),
+        click.option(
+            "--json",
+            "as_json",
+            is_flag=True,
+            help="Print the selection as JSON (implies --show-only unless --show).",
+        ),
+    ]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from venvstacks.cli_common import DEFAULT_JOBS
+from venvstacks.cli_common import jobs_option
 from venvstacks.errors import StackError
 
 __all__ = ["COMMANDS"]
@@ -26,14 +26,7 @@ __all__ = ["COMMANDS"]
     multiple=True,
     help="Only these layers (layer names or install targets, fnmatch patterns) and the layers they need; repeatable.",
 )
-@click.option(
-    "-j",
-    "--jobs",
-    type=click.IntRange(1, 64),
-    default=DEFAULT_JOBS,
-    show_default="the number of CPUs, at most 4",
-    help="Deploy up to N independent layers at once.",
-)
+@jobs_option("Deploy up to N independent layers at once.")
 @click.pass_context
 def deploy(
     ctx: click.Context, artifacts_dir: Path, target_dir: Path, include: tuple[str, ...], jobs: int

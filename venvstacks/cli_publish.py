@@ -11,12 +11,13 @@ import click
 
 from venvstacks.archive import LEVEL_RANGES, ArchiveFormat
 from venvstacks.cli_common import (
-    DEFAULT_JOBS,
     LoadedStack,
     build_dir_option,
     choose_layers,
     include_options,
+    jobs_option,
     load_stack,
+    selection_display_options,
     spec_argument,
 )
 from venvstacks.errors import StackError
@@ -59,27 +60,8 @@ def output_options(default_dir: str, archives: bool) -> Callable[[F], F]:
                 is_flag=True,
                 help="Also publish the layers built on --include'd layers.",
             ),
-            click.option(
-                "-j",
-                "--jobs",
-                type=click.IntRange(1, 64),
-                default=DEFAULT_JOBS,
-                show_default="the number of CPUs, at most 4",
-                help="Publish up to N layers at once.",
-            ),
-            click.option(
-                "--show",
-                "show_first",
-                is_flag=True,
-                help="Print the selected layers before publishing.",
-            ),
-            click.option("--show-only", is_flag=True, help="Print the selected layers and stop."),
-            click.option(
-                "--json",
-                "as_json",
-                is_flag=True,
-                help="Print the selection as JSON (implies --show-only unless --show).",
-            ),
+            jobs_option("Publish up to N layers at once."),
+            *selection_display_options("publishing"),
         ]
         if archives:
             options += [
