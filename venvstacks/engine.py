@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -199,6 +200,8 @@ def run_tasks(
     runner = MThreadRunner(*args, jobs) if jobs > 1 else Runner(*args)
     # doit swaps sys.stdout/stderr around each action, from worker threads with -j N: put the
     # real streams back whatever happened, or later messages could vanish into a capture buffer.
+    # Python 3.11's sysconfig fills its cache without a lock: fill it before threads start.
+    sysconfig.get_config_vars()
     stdout, stderr = sys.stdout, sys.stderr
     try:
         result.code = runner.run_all(control.task_dispatcher())

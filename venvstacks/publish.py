@@ -9,6 +9,7 @@ rewritten when the content of that copy changed, so `archive_build` counts real 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -31,6 +32,7 @@ from venvstacks.graph import LayerPlan, StackPlan
 from venvstacks.layout import METADATA_DIR, METADATA_ENV_DIR, METADATA_MANIFEST, BuildLayout
 from venvstacks.names import EnvName, LayerKind
 from venvstacks.platforms import build_platform
+from venvstacks.proc import uv_command
 from venvstacks.sourcetree import default_source_filter, hash_module
 
 __all__ = ["PublishOptions", "archive_layer", "export_layer", "layer_metadata", "write_manifest"]
@@ -144,15 +146,15 @@ def layer_metadata(plan: StackPlan, layout: BuildLayout, env: EnvName) -> dict[s
     return meta
 
 
+@functools.cache
 def _uv_version() -> str:
+    """The version of the uv venvstacks runs (found once, through the thread-safe lookup)."""
     try:
-        from uv import find_uv_bin
-
         out = subprocess.run(
-            [find_uv_bin(), "--version"], capture_output=True, text=True, check=False
+            [*uv_command(), "--version"], capture_output=True, text=True, check=False
         )
         return out.stdout.split()[1] if out.returncode == 0 else "unknown"
-    except (ImportError, FileNotFoundError, IndexError):
+    except (OSError, IndexError):
         return "unknown"
 
 
