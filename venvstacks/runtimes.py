@@ -569,8 +569,18 @@ def find_runtime(
     try:
         return _download(request, target, cache_dir, url_base)
     except _DownloadUnavailable as exc:
+        if archive_dirs:  # the hint to pass --runtime-archives would be wrong: they were passed
+            searched = ", ".join(str(d) for d in archive_dirs)
+            exc = _DownloadUnavailable(
+                None,
+                _message(exc).replace(
+                    _OFFLINE_HINT,
+                    f"no archive for {request} ({target}) in {searched}; add one there, e.g. "
+                    "with `venvstacks runtime pack`",
+                ),
+            )
         if fallback != "host":
-            raise
+            raise exc from None
         download_failure = _message(exc)
     _log.warning("%s; trying a host interpreter", download_failure)
     try:
