@@ -538,6 +538,21 @@ def test_unreachable_network_is_one_clear_line(tmp_path: Path, base_url: str, re
     assert not list(tmp_path.rglob("*.part"))
 
 
+def test_empty_archive_folder_is_named_instead_of_the_hint(tmp_path: Path) -> None:
+    folder = tmp_path / "archives"
+    folder.mkdir()
+    base_url = f"http://127.0.0.1:{_closed_port()}"
+    with pytest.raises(RuntimeProvisionError) as excinfo:
+        find_runtime(
+            "cpython@3.11.7", archive_dirs=[folder], cache_dir=tmp_path, platform=LINUX,
+            base_url=base_url,
+        )
+    text = message(excinfo)
+    assert OFFLINE_HINT not in text
+    assert f"no archive for cpython@3.11.7 (linux_x86_64) in {folder}" in text
+    assert "\n" not in text
+
+
 def test_unknown_version_is_reported(tmp_path: Path) -> None:
     with pytest.raises(
         RuntimeProvisionError, match=r"pbs-installer knows no cpython@3\.11\.99 build"
