@@ -75,6 +75,37 @@ def dot_svg_texts(text: str) -> list[str]:
     return [el.text or "" for el in root.iter(f"{_SVG_NS}text")]
 
 
+_NPM_DIR = Path(
+    os.environ.get("VENVSTACKS_NPM_DIR") or Path(__file__).resolve().parents[2] / ".cache" / "npm"
+)
+
+
+def _ensure_mermaid_packages() -> None:
+    """Install mermaid and jsdom into the git-ignored npm folder once, if npm is there.
+
+    A file lock keeps pytest-xdist workers from installing at the same time. Any failure
+    (no npm, no registry) leaves the check to skip with its reason.
+    """
+    if (_NPM_DIR / "node_modules" / "mermaid").is_dir():
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        return
+    import fcntl
+
+    _NPM_DIR.mkdir(parents=True, exist_ok=True)
+    with open(_NPM_DIR / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (_NPM_DIR / "node_modules" / "mermaid").is_dir():
+            return
+        subprocess.run(
+            [npm, "install", "--prefix", str(_NPM_DIR), "--no-audit", "--no-fund", "mermaid@11", "jsdom"],
+            capture_output=True,
+            check=False,
+            timeout=600,
+        )
+
+
 def mermaid_parse(*sources: str) -> list[dict[str, Any]]:
     """Mermaid's own reading of each flowchart (see check_mermaid.mjs for the result shape).
 
@@ -83,6 +114,7 @@ def mermaid_parse(*sources: str) -> list[dict[str, Any]]:
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not on PATH: cannot run Mermaid's parser")
+    _ensure_mermaid_packages()
     result = subprocess.run(
         [node, str(MERMAID_CHECK), "--json"],
         input=json.dumps(list(sources)),
