@@ -189,6 +189,22 @@ def show_selection(
     click.echo(show_json(status) if as_json else show_tree(status), nl=False)
 
 
+def shown_and_done(
+    stack: LoadedStack,
+    layers: Sequence[LayerPlan],
+    ops: list[str],
+    *,
+    show_first: bool,
+    show_only: bool,
+    as_json: bool,
+) -> bool:
+    """Handle --show/--show-only/--json; True when the command should stop after showing."""
+    if not (show_first or show_only or as_json):
+        return False
+    show_selection(stack, layers, ops, as_json)
+    return show_only or (as_json and not show_first)
+
+
 def _stale_locks(stack: LoadedStack, layers: Sequence[LayerPlan]) -> list[str]:
     needed: dict[str, None] = {}
     for layer in layers:
@@ -248,10 +264,10 @@ def lock(
     """
     stack = load_stack(spec_path, build_dir)
     layers = choose_layers(stack.plan, include, allow_missing)
-    if show_first or show_only or as_json:
-        show_selection(stack, layers, ["lock"], as_json)
-        if show_only or (as_json and not show_first):
-            return
+    if shown_and_done(
+        stack, layers, ["lock"], show_first=show_first, show_only=show_only, as_json=as_json
+    ):
+        return
     tasks = StackTasks(
         stack.plan,
         stack.layout,
@@ -419,11 +435,11 @@ def build(
         with_dependencies=publish_dependencies,
         with_derived=publish_derived,
     )
-    if show_first or show_only or as_json:
-        ops = ["build"] if do_build else []
-        show_selection(stack, layers, [*ops, *(["publish"] if do_publish else [])], as_json)
-        if show_only or (as_json and not show_first):
-            return
+    ops = [*(["build"] if do_build else []), *(["publish"] if do_publish else [])]
+    if shown_and_done(
+        stack, layers, ops, show_first=show_first, show_only=show_only, as_json=as_json
+    ):
+        return
     options = _lock_options(stack, use_index, local_wheels, reset_lock, allow_missing)
     stale = _stale_locks(stack, layers)
     if stale and not (lock_if_needed or lock_alias or options.reset):

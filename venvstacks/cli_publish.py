@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from venvstacks.archive import LEVEL_RANGES, ArchiveFormat
+from venvstacks.cli_build import shown_and_done
 from venvstacks.cli_common import (
     LoadedStack,
     build_dir_option,
@@ -218,12 +219,6 @@ def run_publish(
     report_published(stack, options, [l.env_name for l in layers])
 
 
-def _show(stack: LoadedStack, layers: Sequence[LayerPlan], op: str, as_json: bool) -> None:
-    from venvstacks.cli_build import show_selection
-
-    show_selection(stack, layers, [op], as_json)
-
-
 @click.command()
 @spec_argument
 @build_dir_option
@@ -257,10 +252,10 @@ def publish(
     """
     stack = load_stack(spec_path, build_dir)
     layers = selected_layers(stack, include, allow_missing, publish_dependencies, publish_derived)
-    if show_first or show_only or as_json:
-        _show(stack, layers, "publish", as_json)
-        if show_only or (as_json and not show_first):
-            return
+    if shown_and_done(
+        stack, layers, ["publish"], show_first=show_first, show_only=show_only, as_json=as_json
+    ):
+        return
     options = publish_options_from(stack, output_dir, fmt, tag_outputs, force, False, level)
     _ensure_built(stack, layers)
     run_publish(ctx, stack, layers, options, jobs, dry_run)
@@ -295,10 +290,10 @@ def local_export(
     """
     stack = load_stack(spec_path, build_dir)
     layers = selected_layers(stack, include, allow_missing, publish_dependencies, publish_derived)
-    if show_first or show_only or as_json:
-        _show(stack, layers, "export", as_json)
-        if show_only or (as_json and not show_first):
-            return
+    if shown_and_done(
+        stack, layers, ["export"], show_first=show_first, show_only=show_only, as_json=as_json
+    ):
+        return
     options = publish_options_from(stack, output_dir, None, False, force, export=True)
     _ensure_built(stack, layers)
     run_publish(ctx, stack, layers, options, jobs, dry_run)

@@ -17,6 +17,7 @@ is never taken as done.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -106,6 +107,11 @@ class StackTasks:
         return tuple(layer for layer in self.plan.enabled if layer.targets(platform))
 
     def all_tasks(self) -> list[TaskDict]:
+        """Every task of the stack (built once per `StackTasks`; callers get their own list)."""
+        return list(self._tasks)
+
+    @functools.cached_property
+    def _tasks(self) -> tuple[TaskDict, ...]:
         tasks: list[TaskDict] = []
         for layer in self.plan.enabled:
             if layer.kind is LayerKind.RUNTIME:
@@ -116,7 +122,7 @@ class StackTasks:
             tasks.append(self.link_task(layer))
         if self.publishing is not None:
             tasks.extend(self.publishing.tasks(self))
-        return tasks
+        return tuple(tasks)
 
     def runtime_task(self, layer: LayerPlan) -> TaskDict:
         env = layer.env_name
