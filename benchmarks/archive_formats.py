@@ -1,4 +1,4 @@
-"""Benchmark of layer archive formats: time and size of venvstacks.archive per format.
+"""Benchmark of layer archive formats: time and size of venvstacks.publish.archive per format.
 
 Usage: python benchmarks/archive_formats.py [FOLDER] [--threads N] [--repeat N]
 
@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from venvstacks.archive import ArchiveFormat, ArchiveInfo, archive_suffix, write_archive
+from venvstacks.publish.archive import ArchiveFormat, ArchiveInfo, archive_suffix, write_archive
 
 CLAMP = 1_700_000_000
 

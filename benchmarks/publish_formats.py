@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 FORMATS = ("tar.xz", "tar.gz", "tar.zst")
-DEFAULT_LEVELS = {"tar.xz": 1, "tar.gz": 6, "tar.zst": 3}  # venvstacks.archive's defaults
+DEFAULT_LEVELS = {"tar.xz": 1, "tar.gz": 6, "tar.zst": 3}  # venvstacks.publish.archive's defaults
 EXCLUDE_NEWER = "2025-06-01T00:00:00Z"
 LAYERS = ("cpython-3.11", "framework-numpy", "app-bench")
 

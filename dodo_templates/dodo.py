@@ -13,7 +13,7 @@ state (kept in the stack's build dir), so both tools see the same up-to-date res
 
 from pathlib import Path
 
-from venvstacks.dodo import stack_namespace
+from venvstacks.tasks.dodo import stack_namespace
 
 _HERE = Path(__file__).resolve().parent
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from venvstacks import runtime_pack
-from venvstacks.runtime_pack import pack_runtime, sha256_file
+from venvstacks.runtimes.pack import pack_runtime, sha256_file
+from venvstacks.runtimes import pack as runtime_pack
 
 __all__ = [
     "RUNTIME_CACHE_ENV",

@@ -135,7 +135,7 @@ class StackProject:
         return [
             line.split()[1]
             for line in result.stderr.splitlines()
-            if line.startswith("  ok  ") or line.startswith("  FAILED ")
+            if line.startswith(("  ok  ", "  FAILED "))
         ]
 
     def python(self, env_name: str) -> Path:
@@ -157,7 +157,7 @@ class StackProject:
         }
 
     def lock_meta(self, env_name: str) -> dict[str, object]:
-        from venvstacks.names import EnvName, lock_file_stem
+        from venvstacks.plan.names import EnvName, lock_file_stem
 
         stem = lock_file_stem(EnvName(env_name))
         path = self.root / "requirements" / env_name / f"pylock.{stem}.meta.json"

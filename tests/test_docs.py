@@ -13,12 +13,14 @@ from pathlib import Path
 import click
 import pytest
 
-import venvstacks.cli
-from venvstacks import lockfile, locking, spec_settings
+import venvstacks.cli.main
 from venvstacks.errors import SpecError
-from venvstacks.graph import StackPlan, plan_stack
-from venvstacks.spec import load_stack_spec
-from venvstacks.spec_fields import KIND_KEYS, LEGACY_KEYS
+from venvstacks.lock import pylock as lockfile
+from venvstacks.lock import resolve as locking
+from venvstacks.plan.layers import StackPlan, plan_stack
+from venvstacks.spec.fields import KIND_KEYS, LEGACY_KEYS
+from venvstacks.spec.stack import load_stack_spec
+from venvstacks.spec import settings as spec_settings
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 PAGES = sorted(DOCS.glob("*.md"))
@@ -35,8 +37,8 @@ _LONG_OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 
 
 def _root() -> click.Group:
-    venvstacks.cli._register_commands()
-    return venvstacks.cli.cli
+    venvstacks.cli.main._register_commands()
+    return venvstacks.cli.main.cli
 
 
 def _walk(

@@ -1,5 +1,5 @@
 """`python -m venvstacks`: run the command line interface."""
 
-from venvstacks.cli import main
+from venvstacks.cli.main import main
 
 raise SystemExit(main())

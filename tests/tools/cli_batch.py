@@ -1,4 +1,4 @@
-"""Run `venvstacks.cli.main` on many argument lists in one process, for fast CLI sweeps in tests.
+"""Run `venvstacks.cli.main.main` on many argument lists in one process, for fast CLI sweeps in tests.
 
 Usage: python tests/tools/cli_batch.py < argvs.json   (a JSON list of argument lists)
 Prints a JSON list of {"argv", "code", "stdout", "stderr"}; "code" is null when main() raised
@@ -18,7 +18,7 @@ import traceback
 
 
 def main() -> int:
-    from venvstacks.cli import main as cli_main
+    from venvstacks.cli.main import main as cli_main
 
     results = []
     for argv in json.load(sys.stdin):

@@ -10,7 +10,7 @@ Run from the repository root with the dev venv (needs uv; no network unless --py
    ``constraint-dependencies``), runs ``uv lock`` and ``uv export --format pylock.toml``, and
    stores the export in ``raw/`` with the wheel directory replaced by ``@WHEELHOUSE@``, plus the
    constraints it used in ``raw/constraints.<env>.txt``.
-3. Post-processes every scenario case with ``venvstacks.lockfile`` into ``expected/`` (the
+3. Post-processes every scenario case with ``venvstacks.lock.pylock`` into ``expected/`` (the
    golden outputs the tests compare against: review the diff before committing).
 
 ``--pypi`` also re-exports ``raw/pylock.pypi.toml`` from PyPI (with ``exclude-newer``).
@@ -37,8 +37,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 sys.path.insert(0, str(REPO))
 
-from venvstacks import lockfile
-from venvstacks.platforms import TargetPlatform, parse_linux_target
+from venvstacks.lock import pylock as lockfile
+from venvstacks.plan.platforms import TargetPlatform, parse_linux_target
 
 PLACEHOLDER = "@WHEELHOUSE@"
 FAKE_ROOT = Path("/project")  # tests substitute FAKE_ROOT / "wheels" for the placeholder

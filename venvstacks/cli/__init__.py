@@ -1,0 +1,1 @@
+"""The `venvstacks` command line: one module per command group, and progress display."""

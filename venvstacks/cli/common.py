@@ -1,0 +1,129 @@
+"""Options and helpers shared by the `venvstacks` commands: loading a stack, selecting layers."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from venvstacks.plan.layers import LayerPlan, StackPlan, plan_stack, require_matches, select_layers
+from venvstacks.plan.layout import BuildLayout
+from venvstacks.spec.stack import StackSpec, load_stack_spec
+
+__all__ = ["CliState", "LoadedStack", "load_stack", "spec_argument"]
+
+_log = logging.getLogger("venvstacks")
+DEFAULT_JOBS = max(1, min(4, os.cpu_count() or 1))
+"""Tasks run at once by default: the work is subprocesses and compression that releases the GIL."""
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class CliState:
+    verbose: int = 0
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class LoadedStack:
+    spec: StackSpec
+    plan: StackPlan
+    layout: BuildLayout
+
+
+def spec_argument(func: F) -> F:
+    return click.argument(
+        "spec_path",
+        metavar="SPEC_PATH",
+        type=click.Path(path_type=Path, dir_okay=False),
+    )(func)
+
+
+def build_dir_option(func: F) -> F:
+    return click.option(
+        "--build-dir",
+        metavar="DIR",
+        default=None,
+        help="Where environments are built (default: _build beside the spec; "
+        "relative paths are taken from the spec's folder).",
+    )(func)
+
+
+def include_options(func: F) -> F:
+    func = click.option(
+        "--allow-missing",
+        is_flag=True,
+        help="Warn instead of failing when an --include pattern matches no layer.",
+    )(func)
+    return click.option(
+        "--include",
+        "include",
+        metavar="PATTERN",
+        multiple=True,
+        help="Only these layers (fnmatch on build names such as 'app-*', 'framework-numpy', "
+        "'cpython-3.12'); repeatable. Their dependencies and the layers built on them follow.",
+    )(func)
+
+
+def load_stack(spec_path: Path, build_dir: str | None = None) -> LoadedStack:
+    """Load, check and plan a stack spec; report legacy-field warnings."""
+    spec = load_stack_spec(spec_path)
+    for warning in spec.warnings:
+        _log.warning("warning: %s", warning)
+    plan = plan_stack(spec)
+    chosen = build_dir if build_dir is not None else spec.settings.build_dir
+    return LoadedStack(spec, plan, BuildLayout.for_spec(spec.path, chosen))
+
+
+def choose_layers(
+    plan: StackPlan,
+    include: Sequence[str],
+    allow_missing: bool,
+    *,
+    with_dependencies: bool = True,
+    with_derived: bool = True,
+) -> tuple[LayerPlan, ...]:
+    """The layers a command works on: all enabled layers, or the --include selection."""
+    if not include:
+        return plan.enabled
+    layers, unmatched = select_layers(
+        plan, include, with_dependencies=with_dependencies, with_derived=with_derived
+    )
+    warning = require_matches(unmatched, allow_missing=allow_missing)
+    if warning:
+        _log.warning("warning: %s", warning)
+    return layers
+
+
+def jobs_option(help_text: str) -> Callable[[F], F]:
+    """`-j/--jobs N`, defaulting to the number of CPUs (at most 4)."""
+    decorator: Callable[[F], F] = click.option(
+        "-j",
+        "--jobs",
+        type=click.IntRange(1, 64),
+        default=DEFAULT_JOBS,
+        show_default="the number of CPUs, at most 4",
+        help=help_text,
+    )
+    return decorator
+
+
+def selection_display_options(doing: str) -> list[Any]:
+    """`--show`, `--show-only` and `--json`, as 0.8.0's lock/build/publish/local-export have."""
+    return [
+        click.option(
+            "--show", "show_first", is_flag=True, help=f"Print the selected layers before {doing}."
+        ),
+        click.option("--show-only", is_flag=True, help="Print the selected layers and stop."),
+        click.option(
+            "--json",
+            "as_json",
+            is_flag=True,
+            help="Print the selection as JSON (implies --show-only unless --show).",
+        ),
+    ]

@@ -1,0 +1,96 @@
+"""`venvstacks deploy`, `run` and `verify`: use what `publish` produced."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from venvstacks.cli.common import jobs_option
+from venvstacks.errors import StackError
+
+__all__ = ["COMMANDS"]
+
+
+@click.command()
+@click.argument(
+    "artifacts_dir", metavar="ARTIFACTS_DIR", type=click.Path(path_type=Path, file_okay=False)
+)
+@click.argument(
+    "target_dir", metavar="TARGET_DIR", type=click.Path(path_type=Path, file_okay=False)
+)
+@click.option(
+    "--include",
+    metavar="APP",
+    multiple=True,
+    help="Only these layers (layer names or install targets, fnmatch patterns) and the layers they need; repeatable.",
+)
+@jobs_option("Deploy up to N independent layers at once.")
+@click.pass_context
+def deploy(
+    ctx: click.Context, artifacts_dir: Path, target_dir: Path, include: tuple[str, ...], jobs: int
+) -> None:
+    """Deploy published layers from ARTIFACTS_DIR into TARGET_DIR, ready to run.
+
+    Each archive's size and sha256 are checked against the published metadata, it is extracted
+    safely (nothing may land outside TARGET_DIR), and the layers are post-installed runtime
+    first. Re-deploying unchanged layers does nothing; an updated layer replaces only itself.
+    """
+    from venvstacks.cli.build import progress_for
+    from venvstacks.deploy import deployment as deploying
+
+    layers, result = deploying.deploy(
+        artifacts_dir, target_dir, include, jobs=jobs, progress=progress_for(ctx)
+    )
+    changed = len(result.executed)
+    click.echo(
+        f"Deployed {len(layers)} layer(s) into {target_dir.absolute()} ({changed} updated, {len(layers) - changed} unchanged)"
+    )
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument(
+    "target_dir", metavar="TARGET_DIR", type=click.Path(path_type=Path, file_okay=False)
+)
+@click.argument("app", metavar="APP")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def run(target_dir: Path, app: str, args: tuple[str, ...]) -> None:
+    """Run a deployed application: its launch module with `python -m`, passing ARGS through.
+
+    APP is the application's layer name (`demo` or `app-demo`) or its install target.
+    """
+    from venvstacks.deploy import deployment as deploying
+
+    code = deploying.run_app(target_dir, app, args)
+    sys.exit(code)
+
+
+@click.command()
+@click.argument(
+    "target_dir", metavar="TARGET_DIR", type=click.Path(path_type=Path, file_okay=False)
+)
+def verify(target_dir: Path) -> None:
+    """Check that deployed layers still hold exactly the files that were published.
+
+    Files written by post-install (pyvenv.cfg, sitecustomize.py) and bytecode caches are ignored.
+    Exits 1 and lists the differences when any layer changed.
+    """
+    from venvstacks.deploy import deployment as deploying
+
+    results = deploying.verify_deployment(target_dir)
+    bad = [r for r in results if not r.clean]
+    for r in results:
+        click.echo(f"{r.target}: {'ok' if r.clean else 'DIFFERS'}")
+        for label, paths in (("missing", r.missing), ("changed", r.changed), ("added", r.added)):
+            for path in paths[:20]:
+                click.echo(f"  {label}: {path}")
+            if len(paths) > 20:
+                click.echo(f"  ... and {len(paths) - 20} more {label}")
+    if bad:
+        raise StackError(
+            f"{len(bad)} deployed layer(s) differ from what was published: {', '.join(r.target for r in bad)}"
+        )
+
+
+COMMANDS = [deploy, run, verify]

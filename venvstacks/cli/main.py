@@ -1,0 +1,126 @@
+"""The `venvstacks` command line: argument parsing, logging set-up and exit codes.
+
+Exit codes: 0 success; 1 a stack or user error (one line on stderr, no traceback unless -v);
+2 a usage error. Commands live in `cli_*.py` modules and call library functions; this module only
+wires them together and translates errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+
+import click
+
+from venvstacks import __version__
+from venvstacks.cli.common import CliState
+from venvstacks.errors import StackError
+
+__all__ = ["main"]
+
+_LOG_FORMAT = "%(message)s"
+_VERBOSITY = [0]  # set by the group callback, read when reporting an error
+
+
+class _Group(click.Group):
+    """Lists commands in the order they were added (the order a user needs them)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    invoke_without_command=False,
+    no_args_is_help=True,
+)
+@click.version_option(
+    __version__, "-V", "--version", prog_name="venvstacks", message="%(prog)s: %(version)s"
+)
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="More output: -v for progress details, -vv for debugging (and tracebacks).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Only print errors.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    """Build layered Python environments from a stack spec (venvstacks.toml).
+
+    A stack has runtime layers (a relocatable CPython), framework layers (venvs sharing big
+    libraries) and application layers (venvs with a launch module). Every operation is an
+    incremental task: only layers whose inputs or lower layers changed are locked and rebuilt.
+
+    \b
+    Typical session:
+      venvstacks show venvstacks.toml        the layers and their sys.path order
+      venvstacks lock venvstacks.toml        lock every layer (requirements/<layer>/)
+      venvstacks build venvstacks.toml       build environments in _build/
+      venvstacks publish venvstacks.toml     archives and metadata in _artifacts/
+      venvstacks deploy _artifacts DIR       unpack, verify and set up the layers in DIR
+    """
+    ctx.obj = CliState(verbose=verbose, quiet=quiet)
+    _VERBOSITY[0] = verbose
+    _configure_logging(verbose, quiet)
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    level = (
+        logging.ERROR
+        if quiet
+        else {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    )
+    logger = logging.getLogger("venvstacks")
+    logger.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def _register_commands() -> None:
+    from venvstacks.cli import build as cli_build
+    from venvstacks.cli import deploy as cli_deploy
+    from venvstacks.cli import publish as cli_publish
+    from venvstacks.cli import runtime as cli_runtime
+    from venvstacks.cli import show as cli_show
+    from venvstacks.cli import status as cli_status
+
+    for module in (cli_show, cli_build, cli_status, cli_publish, cli_deploy):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+    cli.add_command(cli_runtime.runtime)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit code instead of exiting (tests call this directly)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    _VERBOSITY[0] = 0
+    _register_commands()
+    try:
+        result = cli.main(args=args, prog_name="venvstacks", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.UsageError as exc:
+        exc.show()
+        return 2
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        click.echo("aborted", err=True)
+        return 1
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    except StackError as exc:
+        if _VERBOSITY[0] >= 2:
+            traceback.print_exc()
+        click.echo(f"error: {exc}", err=True)
+        return 1
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,148 @@
+"""`venvstacks show` and `venvstacks graph`: read-only views of a stack."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from venvstacks.cli.common import (
+    LoadedStack,
+    build_dir_option,
+    choose_layers,
+    include_options,
+    load_stack,
+    spec_argument,
+)
+from venvstacks.errors import StackError
+from venvstacks.lock.state import StoredLocks
+from venvstacks.plan.layers import LayerPlan
+from venvstacks.report.render import GRAPH_FORMATS, Graph, render
+from venvstacks.report.show import layer_graph, show_json, show_tree, stack_status
+
+__all__ = ["COMMANDS"]
+
+
+@click.command()
+@spec_argument
+@build_dir_option
+@include_options
+@click.option("--json", "as_json", is_flag=True, help="Print the stack status as JSON.")
+def show(
+    spec_path: Path,
+    build_dir: str | None,
+    include: tuple[str, ...],
+    allow_missing: bool,
+    as_json: bool,
+) -> None:
+    """Show the layers of a stack and their dependencies, in sys.path order.
+
+    A leading '*' marks a layer without a valid lock. Versioned layers show their deployed name
+    (name@N) after '->'.
+    """
+    stack = load_stack(spec_path, build_dir)
+    layers = choose_layers(stack.plan, include, allow_missing)
+    status = stack_status(stack.plan, layers, StoredLocks(stack.plan, stack.layout))
+    click.echo(show_json(status) if as_json else show_tree(status), nl=False)
+
+
+@click.command()
+@spec_argument
+@build_dir_option
+@include_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(GRAPH_FORMATS),
+    default="text",
+    show_default=True,
+    help="Output format; svg needs Graphviz's 'dot' program.",
+)
+@click.option(
+    "--tasks",
+    "show_tasks",
+    is_flag=True,
+    help="Draw the task graph (runtime, lock, install, link... per layer) instead of the layers.",
+)
+@click.option(
+    "--status",
+    "with_status",
+    is_flag=True,
+    help="With --tasks: colour tasks by state (stale, waiting, up to date).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write to this file instead of standard output.",
+)
+def graph(
+    spec_path: Path,
+    build_dir: str | None,
+    include: tuple[str, ...],
+    allow_missing: bool,
+    fmt: str,
+    show_tasks: bool,
+    with_status: bool,
+    output: Path | None,
+) -> None:
+    """Draw the layer graph of a stack: edges go from a lower layer up to the layers using it.
+
+    Layers are grouped by kind with runtimes at the bottom; each node is coloured by whether its
+    lock is valid.
+    """
+    stack = load_stack(spec_path, build_dir)
+    layers = choose_layers(stack.plan, include, allow_missing)
+    if show_tasks:
+        drawing = _task_drawing(stack, layers, with_status)
+    else:
+        drawing = layer_graph(stack.plan, layers, StoredLocks(stack.plan, stack.layout))
+    data = _to_svg(render(drawing, "dot")) if fmt == "svg" else render(drawing, fmt).encode()
+    _emit(data, output)
+
+
+def _task_drawing(stack: LoadedStack, layers: Sequence[LayerPlan], with_status: bool) -> Graph:
+    from venvstacks.cli.status import stack_task_views
+    from venvstacks.tasks.view import TaskView, task_graph
+
+    views = stack_task_views(stack, layers)
+    if not with_status:
+        views = [TaskView(v.name, "", (), v.needs) for v in views]
+    graph = task_graph(f"{stack.spec.path.name} tasks", views, [l.env_name for l in layers])
+    if with_status:
+        return graph
+    return Graph(
+        graph.title, tuple(replace(n, state=None) for n in graph.nodes), graph.edges, graph.groups
+    )
+
+
+def _to_svg(dot_text: str) -> bytes:
+    dot = shutil.which("dot")
+    if dot is None:
+        raise StackError(
+            "--format svg needs Graphviz's 'dot' program, which is not on PATH "
+            "(install graphviz, or use --format dot and render it elsewhere)"
+        )
+    result = subprocess.run(
+        [dot, "-Tsvg"], input=dot_text.encode(), capture_output=True, check=False
+    )
+    if result.returncode != 0:
+        raise StackError(f"dot failed: {result.stderr.decode(errors='replace').strip()}")
+    return result.stdout
+
+
+def _emit(data: bytes, output: Path | None) -> None:
+    if output is None:
+        click.echo(data.decode(), nl=False)
+        return
+    try:
+        output.write_bytes(data)
+    except OSError as exc:
+        raise StackError(f"cannot write {output}: {exc.strerror}") from None
+
+
+COMMANDS = [show, graph]

@@ -1,0 +1,1 @@
+"""Deploying published layers: safe extraction, post-install, verify and run."""

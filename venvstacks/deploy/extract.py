@@ -1,0 +1,261 @@
+"""Safe extraction of layer archives on the deployment side, and checking them against metadata.
+
+Every member of an archive is checked before anything is written: names must be plain relative
+paths under the one expected root folder (no absolute paths, no ``.``/``..``/empty components, no
+duplicates, nothing inside a symlink or file member); only folders, regular files, symlinks and
+hard links are accepted; a hard link must name an earlier regular file; a symlink target must be
+a normalised relative path that stays inside the layer, or, with ``allow_peer_links``, inside the
+folder holding the layer (the deployed peer layers). Extraction then goes into a temporary sibling
+of the target, with tarfile's ``data`` filter on top, and the result is renamed into place, so a
+rejected or failed extraction leaves the target untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from venvstacks.errors import DeployError
+from venvstacks.publish.archive import (
+    ARCHIVE_READ_ERRORS,
+    ArchiveFormat,
+    ArchiveMember,
+    detect_format,
+    open_archive,
+    read_archive_members,
+)
+
+__all__ = ["MemberRejected", "check_members", "safe_extract", "verify_archive"]
+
+_ACCEPTED_KINDS = frozenset({"dir", "file", "symlink", "hardlink"})
+
+
+class MemberRejected(Exception):
+    """One archive member failed the safety checks (turned into a DeployError by callers)."""
+
+    def __init__(self, member: str, reason: str) -> None:
+        super().__init__(f"member {member!r}: {reason}" if member else reason)
+        self.member = member
+        self.reason = reason
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking (pure: member list in, verdict out)
+# ---------------------------------------------------------------------------------------------
+
+
+def _name_parts(name: str) -> list[str]:
+    """The components of a member name, which must be a plain relative POSIX path."""
+    if not name or name.startswith("/") or (os.sep == "\\" and ("\\" in name or ":" in name)):
+        raise MemberRejected(name, "absolute or drive-qualified path")
+    parts = name.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise MemberRejected(name, "path with empty, '.' or '..' components")
+    return parts
+
+
+def _check_link_target(parts: list[str], target: str, allow_peer_links: bool) -> None:
+    """A symlink target must stay in the layer (or, if allowed, in the folder holding it)."""
+    name = "/".join(parts)
+    if not target or target.startswith("/") or "\\" in target or ":" in target.split("/")[0]:
+        raise MemberRejected(name, f"symlink to absolute or empty path {target!r}")
+    if posixpath.normpath(target) != target:
+        # Only leading '..' may climb, so the climb is over real folders, never other links.
+        raise MemberRejected(name, f"symlink target {target!r} is not a normalised path")
+    components = target.split("/")
+    climbs = len(components) - len([part for part in components if part != ".."])
+    depth = len(parts) - 2  # folders between the layer root and the symlink
+    if climbs <= depth:
+        return
+    if allow_peer_links and climbs == depth + 1 and climbs < len(components):
+        return
+    where = "the deployment folder" if allow_peer_links else "the layer"
+    raise MemberRejected(name, f"symlink target {target!r} escapes {where}")
+
+
+def _check_tree(members: Sequence[ArchiveMember], kinds: dict[str, str]) -> None:
+    """No member may sit inside a member that is not a folder."""
+    for member in members:
+        parts = member.name.split("/")
+        for end in range(1, len(parts)):
+            ancestor = "/".join(parts[:end])
+            if kinds.get(ancestor, "dir") != "dir":
+                raise MemberRejected(member.name, f"inside {kinds[ancestor]} member {ancestor!r}")
+
+
+def _check_member(
+    member: ArchiveMember, root: str, seen: dict[str, str], allow_peer_links: bool
+) -> None:
+    parts = _name_parts(member.name)
+    if member.kind not in _ACCEPTED_KINDS:
+        raise MemberRejected(member.name, f"{member.kind} members are not allowed")
+    if parts[0] != root:
+        raise MemberRejected(member.name, f"outside the archive root folder {root!r}")
+    if len(parts) == 1 and member.kind != "dir":
+        raise MemberRejected(member.name, "the archive root must be a folder")
+    if member.name in seen:
+        raise MemberRejected(member.name, "duplicate member")
+    if member.kind == "symlink":
+        _check_link_target(parts, member.linkname, allow_peer_links)
+    elif member.kind == "hardlink" and seen.get(member.linkname) != "file":
+        raise MemberRejected(
+            member.name, f"hard link to {member.linkname!r}, not an earlier regular file"
+        )
+
+
+def check_members(
+    members: Sequence[ArchiveMember], *, expected_root: str | None, allow_peer_links: bool = False
+) -> str:
+    """Check every member for safe extraction; the archive's root folder name if all pass.
+
+    Without ``expected_root``, the first member's first component is the root. Raises
+    MemberRejected for the first offending member.
+    """
+    if not members:
+        raise MemberRejected("", "the archive is empty")
+    root = expected_root if expected_root is not None else _name_parts(members[0].name)[0]
+    seen: dict[str, str] = {}
+    for member in members:
+        _check_member(member, root, seen, allow_peer_links)
+        seen[member.name] = member.kind
+    _check_tree(members, seen)
+    return root
+
+
+# ---------------------------------------------------------------------------------------------
+# Extracting
+# ---------------------------------------------------------------------------------------------
+
+
+_TarFilter = Callable[[tarfile.TarInfo, str], "tarfile.TarInfo | None"]
+
+
+def _tar_filter(allow_peer_links: bool) -> _TarFilter | None:
+    """tarfile's ``data`` filter, relaxed for peer symlinks (already checked by check_members)."""
+    if not hasattr(tarfile, "data_filter"):  # Python < 3.11.4: check_members is the only guard
+        return None
+
+    def layer_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+        try:
+            return tarfile.data_filter(member, dest)
+        except tarfile.LinkOutsideDestinationError:
+            if not (allow_peer_links and member.issym()):
+                raise
+        member = tarfile.tar_filter(member, dest)
+        # None means "leave unset" to tarfile (as the data filter does); typeshed says int/str.
+        unset: Any = None
+        return member.replace(uid=unset, gid=unset, uname=unset, gname=unset, deep=False)
+
+    return layer_filter
+
+
+def _extract_tar(archive: Path, dest: Path, allow_peer_links: bool) -> None:
+    layer_filter = _tar_filter(allow_peer_links)
+    with open_archive(archive) as tar:
+        tar.errorlevel = 2
+        if layer_filter is None:
+            tar.extractall(dest)  # every member was checked beforehand
+        else:
+            tar.extractall(dest, filter=layer_filter)
+
+
+def _extract_zip(archive: Path, dest: Path) -> None:
+    with zipfile.ZipFile(archive) as source:
+        for info in source.infolist():
+            target = dest.joinpath(*info.filename.rstrip("/").split("/"))
+            mode = info.external_attr >> 16
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if stat.S_ISLNK(mode):
+                target.symlink_to(source.read(info).decode("utf-8"))
+                continue
+            with source.open(info) as content, target.open("wb") as out:
+                shutil.copyfileobj(content, out)
+            target.chmod(0o755 if mode & 0o100 else 0o644)
+
+
+def _move_into_place(extracted: Path, target_dir: Path, replace: bool) -> None:
+    """Rename the extracted folder to ``target_dir`` (moving an old one aside first)."""
+    if not target_dir.exists():
+        extracted.rename(target_dir)
+        return
+    if not replace:
+        raise DeployError(f"{target_dir} appeared while extracting; not replaced")
+    retired = Path(tempfile.mkdtemp(prefix=f".{target_dir.name}.", dir=target_dir.parent))
+    target_dir.rename(retired / target_dir.name)
+    extracted.rename(target_dir)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def _checked_members(archive: Path, expected_root: str | None, allow_peer_links: bool) -> str:
+    try:
+        members = read_archive_members(archive)
+        return check_members(
+            members, expected_root=expected_root, allow_peer_links=allow_peer_links
+        )
+    except MemberRejected as exc:
+        raise DeployError(f"{archive}: refusing to extract {exc}") from None
+    except DeployError:
+        raise
+    except ARCHIVE_READ_ERRORS as exc:
+        raise DeployError(f"{archive}: cannot read archive: {exc}") from None
+
+
+def safe_extract(
+    archive: Path,
+    target_dir: Path,
+    *,
+    expected_root: str | None,
+    allow_peer_links: bool = False,
+    replace: bool = False,
+) -> Path:
+    """Extract the layer archive's root folder as ``target_dir``; returns ``target_dir``.
+
+    Every member is checked first (see the module docs); any rejection raises DeployError naming
+    the archive and the member, before anything is written. ``allow_peer_links`` accepts symlinks
+    to the layer's peers (``../<other layer>/...``), never beyond ``target_dir.parent``. An
+    existing ``target_dir`` is an error unless ``replace`` is true. Extraction happens in a
+    temporary sibling that is renamed into place, so ``target_dir`` is never left half-written.
+    """
+    if target_dir.exists() and not replace:
+        raise DeployError(f"cannot extract {archive}: {target_dir} already exists")
+    root = _checked_members(archive, expected_root, allow_peer_links)
+    target_dir.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target_dir.name}.", dir=target_dir.parent))
+    try:
+        if detect_format(archive) is ArchiveFormat.ZIP:
+            _extract_zip(archive, scratch)
+        else:
+            _extract_tar(archive, scratch, allow_peer_links)
+        _move_into_place(scratch / root, target_dir, replace)
+    except ARCHIVE_READ_ERRORS as exc:
+        raise DeployError(f"{archive}: extraction failed: {exc}") from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target_dir
+
+
+def verify_archive(path: Path, size: int, sha256: str) -> None:
+    """Check an archive against its published size and SHA-256 (hex, ``sha256:`` optional)."""
+    try:
+        actual_size = path.stat().st_size
+    except OSError as exc:
+        raise DeployError(f"cannot verify {path}: {exc}") from None
+    if actual_size != size:
+        raise DeployError(f"{path}: size {actual_size} bytes, expected {size}")
+    with path.open("rb") as stream:
+        actual = hashlib.file_digest(stream, "sha256").hexdigest()
+    expected = sha256.lower().removeprefix("sha256:")
+    if actual != expected:
+        raise DeployError(f"{path}: sha256 {actual}, expected {expected}")

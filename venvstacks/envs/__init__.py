@@ -1,0 +1,1 @@
+"""Building layer environments: provision, install, link, dynamic libraries, module trees."""

@@ -1,0 +1,1 @@
+"""Locking layers with uv: resolve projects, pylock processing, lock state and hashes."""

@@ -1,0 +1,1 @@
+"""Publishing layers: reproducible archives, layer metadata and manifests, local exports."""

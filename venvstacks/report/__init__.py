@@ -1,0 +1,1 @@
+"""Reports about a stack: the `show` tree and graph renderers. Pure."""

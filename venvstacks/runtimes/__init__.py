@@ -1,0 +1,1 @@
+"""Runtime interpreters: archive folders, downloads, and packing a host CPython."""

@@ -1,0 +1,1 @@
+"""Reading stack specifications: files, layer fields, settings, package indexes."""

@@ -1,0 +1,1 @@
+"""The stack as doit tasks: task definitions, the doit engine, dodo files and status views."""
