@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from venvstacks.runtimes.pack import pack_runtime, sha256_file
 from venvstacks.runtimes import pack as runtime_pack
+from venvstacks.runtimes.pack import pack_runtime, sha256_file
 
 __all__ = [
     "RUNTIME_CACHE_ENV",

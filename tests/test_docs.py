@@ -18,9 +18,9 @@ from venvstacks.errors import SpecError
 from venvstacks.lock import pylock as lockfile
 from venvstacks.lock import resolve as locking
 from venvstacks.plan.layers import StackPlan, plan_stack
+from venvstacks.spec import settings as spec_settings
 from venvstacks.spec.fields import KIND_KEYS, LEGACY_KEYS
 from venvstacks.spec.stack import load_stack_spec
-from venvstacks.spec import settings as spec_settings
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 PAGES = sorted(DOCS.glob("*.md"))

@@ -1,10 +1,7 @@
 """venvstacks: declarative, incremental builds of layered Python virtual environments."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("venvstacks")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+# A literal, not importlib.metadata: reading installed metadata costs ~45 ms on every start.
+# hatchling reads the project version from here (pyproject's [tool.hatch.version]).
+__version__ = "0.1.0"
 
 __all__ = ["__version__"]

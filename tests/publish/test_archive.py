@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from venvstacks.errors import PublishError
+from venvstacks.publish import archive
 from venvstacks.publish.archive import (
     ArchiveFormat,
     ArchiveMember,
@@ -23,7 +24,6 @@ from venvstacks.publish.archive import (
     sha256_file,
     write_archive,
 )
-from venvstacks.publish import archive
 
 CLAMP = 1_700_000_000
 ALL_FORMATS = list(ArchiveFormat)

@@ -16,6 +16,7 @@ from fixtures_runtime import find_host_python
 
 from venvstacks.cli.runtime import runtime
 from venvstacks.errors import RuntimeProvisionError, StackError
+from venvstacks.runtimes import pack as runtime_pack
 from venvstacks.runtimes.pack import (
     ARCHIVE_MTIME,
     archive_name,
@@ -25,7 +26,6 @@ from venvstacks.runtimes.pack import (
     relocatable_shebang,
     relocated_runpath,
 )
-from venvstacks.runtimes import pack as runtime_pack
 
 PREFIX = "/root/.pyenv/versions/3.11.7"
 

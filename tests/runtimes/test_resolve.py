@@ -26,6 +26,7 @@ from click.testing import CliRunner
 from venvstacks.cli.runtime import runtime
 from venvstacks.errors import RuntimeProvisionError
 from venvstacks.plan.platforms import TargetPlatform
+from venvstacks.runtimes import resolve as runtimes
 from venvstacks.runtimes.pack import archive_name, clean_subprocess_env, write_checksum_file
 from venvstacks.runtimes.resolve import (
     HOST_PACKED_WARNING,
@@ -41,7 +42,6 @@ from venvstacks.runtimes.resolve import (
     select_archive,
     sha256_file,
 )
-from venvstacks.runtimes import resolve as runtimes
 
 LINUX = TargetPlatform.LINUX
 TRIPLE = "x86_64-unknown-linux-gnu"

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
+from venvstacks.cli.state import CliState
 from venvstacks.plan.layers import LayerPlan, StackPlan, plan_stack, require_matches, select_layers
 from venvstacks.plan.layout import BuildLayout
 from venvstacks.spec.stack import StackSpec, load_stack_spec
@@ -21,12 +22,6 @@ _log = logging.getLogger("venvstacks")
 DEFAULT_JOBS = max(1, min(4, os.cpu_count() or 1))
 """Tasks run at once by default: the work is subprocesses and compression that releases the GIL."""
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-@dataclass(frozen=True)
-class CliState:
-    verbose: int = 0
-    quiet: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The `venvstacks` command line: argument parsing, logging set-up and exit codes.
 
 Exit codes: 0 success; 1 a stack or user error (one line on stderr, no traceback unless -v);
-2 a usage error. Commands live in `cli_*.py` modules and call library functions; this module only
+2 a usage error. Commands live in the other `cli/` modules and call library functions; this module only
 wires them together and translates errors.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import click
 
 from venvstacks import __version__
-from venvstacks.cli.common import CliState
+from venvstacks.cli.state import CliState
 from venvstacks.errors import StackError
 
 __all__ = ["main"]
@@ -25,10 +25,18 @@ _VERBOSITY = [0]  # set by the group callback, read when reporting an error
 
 
 class _Group(click.Group):
-    """Lists commands in the order they were added (the order a user needs them)."""
+    """Lists commands in the order they were added (the order a user needs them).
+
+    The command modules are imported on first use, so `--version` and a bare start stay cheap.
+    """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        _register_commands()
         return list(self.commands)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        _register_commands()
+        return super().get_command(ctx, cmd_name)
 
 
 @click.group(
@@ -84,6 +92,8 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
 
 
 def _register_commands() -> None:
+    if cli.commands:
+        return
     from venvstacks.cli import build as cli_build
     from venvstacks.cli import deploy as cli_deploy
     from venvstacks.cli import publish as cli_publish
@@ -101,7 +111,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code instead of exiting (tests call this directly)."""
     args = list(sys.argv[1:] if argv is None else argv)
     _VERBOSITY[0] = 0
-    _register_commands()
     try:
         result = cli.main(args=args, prog_name="venvstacks", standalone_mode=False)
     except click.exceptions.Exit as exc:
