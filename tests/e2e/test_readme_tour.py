@@ -18,7 +18,7 @@ README = ROOT / "README.md"
 def tour_commands(readme: str) -> list[str]:
     """The `$ ` lines of the tour's console block, without their trailing comments."""
     section = readme.split("## A 30-second tour", 1)[1]
-    block = re.search(r"```console\n(.*?)```", section, re.S)
+    block = re.search(r"```console\n(.*?)```", section, re.DOTALL)
     assert block, "the tour has a console block"
     commands = []
     for line in block.group(1).splitlines():
