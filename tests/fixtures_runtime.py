@@ -26,8 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from venvstacks.runtimes import pack as runtime_pack
-from venvstacks.runtimes.pack import pack_runtime, sha256_file
+from venvstacks.runtimes import archives, pack, probe, relocate
+from venvstacks.runtimes.archives import sha256_file
+from venvstacks.runtimes.pack import pack_runtime
 
 __all__ = [
     "RUNTIME_CACHE_ENV",
@@ -109,7 +110,8 @@ def _cache_key(interpreter: Path) -> str:
     status = interpreter.resolve().stat()
     digest = hashlib.sha256()
     digest.update(f"{interpreter.resolve()}|{status.st_size}|{status.st_mtime_ns}|".encode())
-    digest.update(Path(runtime_pack.__file__).read_bytes())
+    for module in (pack, probe, relocate, archives):
+        digest.update(Path(str(module.__file__)).read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -1,4 +1,4 @@
-"""Tests for venvstacks.runtimes.pack: packing host CPythons into relocatable runtime archives."""
+"""Tests for venvstacks.runtimes.{pack,probe,relocate}: packing host CPythons into relocatable runtime archives."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ from fixtures_runtime import find_host_python
 from venvstacks.cli.runtime import runtime
 from venvstacks.errors import RuntimeProvisionError, StackError
 from venvstacks.runtimes import pack as runtime_pack
-from venvstacks.runtimes.pack import (
-    ARCHIVE_MTIME,
-    archive_name,
-    clean_subprocess_env,
+from venvstacks.runtimes.archives import ARCHIVE_MTIME, archive_name
+from venvstacks.runtimes.pack import pack_runtime
+from venvstacks.runtimes.probe import _host_python_from, clean_subprocess_env
+from venvstacks.runtimes.relocate import (
+    RunpathRole,
     find_patchelf,
-    pack_runtime,
     relocatable_shebang,
     relocated_runpath,
 )
@@ -54,7 +54,7 @@ RUNPATH_CASES = [
 
 @pytest.mark.parametrize(("role", "runpath", "shared", "expected"), RUNPATH_CASES)
 def test_relocated_runpath(
-    role: runtime_pack.RunpathRole, runpath: str, shared: bool, expected: str
+    role: RunpathRole, runpath: str, shared: bool, expected: str
 ) -> None:
     assert relocated_runpath(role, runpath, PREFIX, shared=shared) == expected
 
@@ -152,13 +152,13 @@ PROBE_REFUSALS = [
 @pytest.mark.parametrize(("overrides", "expected"), PROBE_REFUSALS)
 def test_probe_refusals(overrides: dict[str, object], expected: str) -> None:
     with pytest.raises(RuntimeProvisionError) as excinfo:
-        runtime_pack._host_python_from(Path(f"{PREFIX}/bin/python3"), _probe(**overrides))
+        _host_python_from(Path(f"{PREFIX}/bin/python3"), _probe(**overrides))
     assert expected in message(excinfo)
     assert "\n" not in message(excinfo)
 
 
 def test_probe_accepts_a_base_install() -> None:
-    host = runtime_pack._host_python_from(Path(f"{PREFIX}/bin/python3"), _probe())
+    host = _host_python_from(Path(f"{PREFIX}/bin/python3"), _probe())
     assert (host.version, host.major_minor, host.shared) == ("3.11.7", "3.11", True)
 
 

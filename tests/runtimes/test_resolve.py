@@ -1,4 +1,4 @@
-"""Tests for venvstacks.runtimes.resolve: resolving runtime specs to archives, downloading, installing."""
+"""Tests for venvstacks.runtimes.{request,archives,download,host,install,resolve}: runtime specs to installed runtimes."""
 
 from __future__ import annotations
 
@@ -26,22 +26,27 @@ from click.testing import CliRunner
 from venvstacks.cli.runtime import runtime
 from venvstacks.errors import RuntimeProvisionError
 from venvstacks.plan.platforms import TargetPlatform
-from venvstacks.runtimes import resolve as runtimes
-from venvstacks.runtimes.pack import archive_name, clean_subprocess_env, write_checksum_file
-from venvstacks.runtimes.resolve import (
+from venvstacks.runtimes import host as host_runtimes
+from venvstacks.runtimes import install as install_module
+from venvstacks.runtimes.archives import (
+    archive_name,
+    scan_archive_dirs,
+    sha256_file,
+    write_checksum_file,
+)
+from venvstacks.runtimes.install import install_runtime
+from venvstacks.runtimes.probe import clean_subprocess_env
+from venvstacks.runtimes.request import (
     HOST_PACKED_WARNING,
     ArchiveCandidate,
     RuntimeRequest,
     RuntimeSource,
     archive_dirs_from,
-    find_runtime,
-    install_runtime,
     parse_archive_name,
     parse_implementation,
-    scan_archive_dirs,
     select_archive,
-    sha256_file,
 )
+from venvstacks.runtimes.resolve import find_runtime
 
 LINUX = TargetPlatform.LINUX
 TRIPLE = "x86_64-unknown-linux-gnu"
@@ -388,7 +393,7 @@ def test_interrupted_install_never_leaves_a_complete_looking_target(
     def interrupted(root: Path) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runtimes, "_empty_base_site_packages", interrupted)
+    monkeypatch.setattr(install_module, "_empty_base_site_packages", interrupted)
     with pytest.raises(KeyboardInterrupt):
         install_runtime(source_for(archive), target)
     assert not target.exists()
@@ -569,7 +574,7 @@ def test_unknown_version_is_reported(tmp_path: Path) -> None:
 def test_host_fallback_packs_once_and_is_marked_not_portable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if runtimes.find_host_interpreter("3.10") is None:
+    if host_runtimes.find_host_interpreter("3.10") is None:
         pytest.skip("no host CPython 3.10 to pack")
     offline = f"http://127.0.0.1:{_closed_port()}"
     cache = tmp_path / "cache"
@@ -582,7 +587,7 @@ def test_host_fallback_packs_once_and_is_marked_not_portable(
     def no_packing(*args: object) -> None:
         raise AssertionError("packed again")
 
-    monkeypatch.setattr(runtimes, "pack_runtime", no_packing)
+    monkeypatch.setattr(host_runtimes, "pack_runtime", no_packing)
     again = find_runtime(
         f"cpython@{found.version}", fallback="host", cache_dir=cache, base_url=offline
     )
@@ -607,9 +612,9 @@ def test_host_fallback_without_a_host_python_names_both_failures(tmp_path: Path)
 
 def test_cached_host_pack_without_checksum_is_not_used(tmp_path: Path) -> None:
     make_archive(tmp_path, fake_name("3.10.13", tag="local"), checksum=False)
-    assert runtimes._cached_host_pack(tmp_path, LINUX, "3.10.13") is None
+    assert host_runtimes._cached_host_pack(tmp_path, LINUX, "3.10.13") is None
     make_archive(tmp_path, fake_name("3.10.13", tag="local"))
-    assert runtimes._cached_host_pack(tmp_path, LINUX, "3.10.13") is not None
+    assert host_runtimes._cached_host_pack(tmp_path, LINUX, "3.10.13") is not None
 
 
 @pytest.mark.slow

@@ -82,7 +82,7 @@ def lock_options(func: F) -> F:
 def _runtime_options(
     stack: LoadedStack, dirs: Sequence[Path], fallback: str | None
 ) -> envbuild.RuntimeOptions:
-    from venvstacks.runtimes.resolve import archive_dirs_from
+    from venvstacks.runtimes.request import archive_dirs_from
 
     archive_dirs = archive_dirs_from(
         list(dirs), os.environ, list(stack.spec.settings.runtime_archives)

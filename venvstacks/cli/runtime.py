@@ -9,8 +9,9 @@ import click
 
 from venvstacks.errors import StackError
 from venvstacks.plan.platforms import TargetPlatform, build_platform
+from venvstacks.runtimes.archives import scan_archive_dirs
 from venvstacks.runtimes.pack import pack_runtime
-from venvstacks.runtimes.resolve import archive_dirs_from, scan_archive_dirs
+from venvstacks.runtimes.request import archive_dirs_from
 
 __all__ = ["runtime"]
 

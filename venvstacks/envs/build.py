@@ -30,7 +30,9 @@ from venvstacks.plan.platforms import (
     uv_python_platform,
 )
 from venvstacks.proc import ProcessFailed, run_checked, tail, uv_command
-from venvstacks.runtimes.resolve import RuntimeSource, find_runtime, install_runtime
+from venvstacks.runtimes.install import install_runtime
+from venvstacks.runtimes.request import RuntimeSource
+from venvstacks.runtimes.resolve import find_runtime
 
 __all__ = [
     "RuntimeOptions",

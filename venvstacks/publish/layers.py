@@ -36,7 +36,14 @@ from venvstacks.plan.platforms import build_platform
 from venvstacks.proc import uv_command
 from venvstacks.publish.archive import ArchiveFormat, archive_suffix, write_archive
 
-__all__ = ["PublishOptions", "archive_layer", "export_layer", "layer_metadata", "write_manifest"]
+__all__ = [
+    "PublishOptions",
+    "archive_layer",
+    "export_layer",
+    "layer_metadata",
+    "output_present",
+    "write_manifest",
+]
 
 _log = logging.getLogger(__name__)
 POSTINSTALL_SOURCE = Path(postinstall.__file__)
@@ -65,18 +72,6 @@ class PublishOptions:
         tag = "" if self.export else self.platform_tag
         name = METADATA_MANIFEST if not tag else f"venvstacks{tag}.json"
         return self.output_dir / METADATA_DIR / name
-
-    def tasks(self, stack: Any) -> list[Any]:
-        from venvstacks.tasks.stack import publish_task
-
-        tasks = []
-        for layer in stack.buildable:
-            task = publish_task(stack, layer, self)
-            # The archive (or export folder) is not a task target: without this check, a deleted
-            # archive is never written again while the manifest goes on listing it.
-            task["uptodate"] = [*task["uptodate"], (output_present, [self, layer.env_name])]
-            tasks.append(task)
-        return tasks
 
 
 def output_present(options: PublishOptions, env: EnvName) -> bool:

@@ -22,7 +22,7 @@ from venvstacks.errors import StackError
 from venvstacks.lock import resolve as locking
 from venvstacks.plan.layers import plan_stack
 from venvstacks.plan.layout import BuildLayout
-from venvstacks.runtimes.resolve import archive_dirs_from
+from venvstacks.runtimes.request import archive_dirs_from
 from venvstacks.spec.indexes import parse_timestamp
 from venvstacks.spec.stack import load_stack_spec
 from venvstacks.tasks.engine import TaskDict, build_dir_lock

@@ -36,6 +36,7 @@ from venvstacks.plan.layers import LayerPlan, StackPlan
 from venvstacks.plan.layout import BuildLayout
 from venvstacks.plan.names import EnvName, LayerKind
 from venvstacks.plan.platforms import build_platform
+from venvstacks.publish import layers as publish
 from venvstacks.tasks.engine import TaskDict
 
 __all__ = ["OPERATIONS", "StackTasks", "task_name"]
@@ -100,7 +101,7 @@ class StackTasks:
     layout: BuildLayout
     lock_options: locking.LockOptions = field(default_factory=locking.LockOptions)
     runtime_options: envbuild.RuntimeOptions = field(default_factory=envbuild.RuntimeOptions)
-    publishing: Any = None  # publish.PublishOptions, when archive/export tasks are wanted
+    publishing: publish.PublishOptions | None = None  # when archive/export tasks are wanted
 
     @property
     def buildable(self) -> tuple[LayerPlan, ...]:
@@ -122,7 +123,7 @@ class StackTasks:
             tasks.append(self.install_task(layer))
             tasks.append(self.link_task(layer))
         if self.publishing is not None:
-            tasks.extend(self.publishing.tasks(self))
+            tasks.extend(publish_tasks(self, self.publishing))
         return tuple(tasks)
 
     def runtime_task(self, layer: LayerPlan) -> TaskDict:
@@ -271,10 +272,10 @@ def _publish_action(
     return {**result, "deployed_names": envbuild.deployed_names(plan, layout, env)}
 
 
-def publish_task(stack: StackTasks, layer: LayerPlan, options: Any) -> TaskDict:
+def publish_task(
+    stack: StackTasks, layer: LayerPlan, options: publish.PublishOptions
+) -> TaskDict:
     """`archive:<env>` (or `export:<env>` for local exports) of one built layer."""
-    from venvstacks.publish import layers as publish
-
     env = layer.env_name
     operation = "export" if options.export else "archive"
     op = publish.export_layer if options.export else publish.archive_layer
@@ -307,3 +308,15 @@ def publish_task(stack: StackTasks, layer: LayerPlan, options: Any) -> TaskDict:
         "task_dep": [task_name("link", env)],
         "uptodate": uptodate,
     }
+
+
+def publish_tasks(stack: StackTasks, options: publish.PublishOptions) -> list[TaskDict]:
+    """The `archive:` (or `export:`) task of every buildable layer."""
+    tasks = []
+    for layer in stack.buildable:
+        task = publish_task(stack, layer, options)
+        # The archive (or export folder) is not a task target: without this check, a deleted
+        # archive is never written again while the manifest goes on listing it.
+        task["uptodate"] = [*task["uptodate"], (publish.output_present, [options, layer.env_name])]
+        tasks.append(task)
+    return tasks
