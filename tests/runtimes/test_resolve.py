@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import http.server
@@ -46,7 +47,7 @@ from venvstacks.runtimes.request import (
     parse_implementation,
     select_archive,
 )
-from venvstacks.runtimes.resolve import find_runtime
+from venvstacks.runtimes.resolve import fallback_notice, find_runtime
 
 LINUX = TargetPlatform.LINUX
 TRIPLE = "x86_64-unknown-linux-gnu"
@@ -583,6 +584,8 @@ def test_host_fallback_packs_once_and_is_marked_not_portable(
     assert found.description.startswith("host-packed from ")
     assert (found.portable, found.warning) == (False, HOST_PACKED_WARNING)
     assert found.archive == cache / "host-packed" / archive_name(found.version, "x86_64")
+    assert found.notice is not None and "pass --runtime-archives" not in found.notice
+    assert found.notice.startswith(f"using this machine's CPython {found.version} (")
 
     def no_packing(*args: object) -> None:
         raise AssertionError("packed again")
@@ -591,7 +594,7 @@ def test_host_fallback_packs_once_and_is_marked_not_portable(
     again = find_runtime(
         f"cpython@{found.version}", fallback="host", cache_dir=cache, base_url=offline
     )
-    assert again == found
+    assert dataclasses.replace(again, notice=None) == dataclasses.replace(found, notice=None)
 
 
 def test_without_host_fallback_the_download_error_stands(tmp_path: Path) -> None:
@@ -643,3 +646,23 @@ def test_cli_list_shows_archives(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"cpython@3.11.7  {TRIPLE}  python-build-standalone, sha256 file  ")
     assert lines[1].startswith(f"cpython@3.12.1  {TRIPLE}  host-packed, no sha256 file  ")
+
+
+def test_fallback_notice_says_what_why_and_how_to_choose_another(tmp_path: Path) -> None:
+    source = RuntimeSource(
+        archive=tmp_path / "a.tar.gz",
+        sha256="0" * 64,
+        kind="host-packed",
+        description="host-packed from /usr",
+        version="3.11.2",
+        portable=False,
+        warning=HOST_PACKED_WARNING,
+    )
+    reason = "cannot download cpython@3.11 (Name or service not known)"
+    notice = fallback_notice(source, [], reason)
+    assert notice.startswith("using this machine's CPython 3.11.2 (/usr), packed into a ")
+    assert 'runtime-fallback is "host": no runtime archive folder was given and cannot ' in notice
+    assert "not portable" in notice and "--runtime-archives DIR" in notice
+    assert OFFLINE_HINT not in notice and "\n" not in notice
+    in_folder = fallback_notice(source, [tmp_path / "rt"], reason)
+    assert f"no archive matched in {tmp_path / 'rt'} and cannot download" in in_folder

@@ -76,8 +76,8 @@ def provision_runtime(
             cache_dir=layout.runtime_cache / "archives",
             base_url=options.base_url,
         )
-        if source.warning:
-            _log.warning("warning: %s: %s", env, source.warning)
+        if source.notice or source.warning:
+            _log.warning("warning: %s: %s", env, source.notice or source.warning)
         install_runtime(source, layout.runtime_cache / env)
     except RuntimeProvisionError as exc:
         if exc.layer is not None:

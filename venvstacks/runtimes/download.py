@@ -30,11 +30,20 @@ _DOWNLOAD_TIMEOUT = 60
 
 
 class DownloadUnavailable(RuntimeProvisionError):
-    """No download to be had: no such build, no network, no server (not a checksum problem)."""
+    """No download to be had: no such build, no network, no server (not a checksum problem).
+
+    ``reason`` says why without any advice, for messages that give their own.
+    """
+
+    def __init__(self, layer: str | None, message: str, reason: str = "") -> None:
+        super().__init__(layer, message)
+        self.reason = reason or message
 
 
 def download_error(request: RuntimeRequest, reason: str) -> DownloadUnavailable:
-    return DownloadUnavailable(None, f"cannot download {request} ({reason}); {OFFLINE_HINT}")
+    """The error for a failed download of ``request``, with the offline hint."""
+    message = f"cannot download {request} ({reason}); {OFFLINE_HINT}"
+    return DownloadUnavailable(None, message, f"cannot download {request} ({reason})")
 
 
 def _download_link(

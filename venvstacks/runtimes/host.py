@@ -96,6 +96,7 @@ def _cached_host_pack(
 def host_packed(
     request: RuntimeRequest, platform: TargetPlatform, cache_dir: Path
 ) -> RuntimeSource:
+    """A host CPython matching ``request``, packed into ``<cache_dir>/host-packed`` once."""
     if request.implementation != "cpython":
         raise RuntimeProvisionError(
             None, f"only CPython can be packed from the host, not {request}"

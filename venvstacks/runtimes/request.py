@@ -111,6 +111,8 @@ class RuntimeSource:
     portable: bool = True
     """False when the runtime depends on the build host's system libraries."""
     warning: str | None = None
+    notice: str | None = None
+    """For people, once: why this source was used and how to choose another (host fallback)."""
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ unpacks the chosen archive.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -36,7 +37,7 @@ from venvstacks.runtimes.request import (
     select_archive,
 )
 
-__all__ = ["find_runtime"]
+__all__ = ["fallback_notice", "find_runtime"]
 
 _log = logging.getLogger(__name__)
 
@@ -87,13 +88,34 @@ def find_runtime(
                     f"no archive for {request} ({target}) in {searched}; add one there, e.g. "
                     "with `venvstacks runtime pack`",
                 ),
+                exc.reason,
             )
         if fallback != "host":
             raise exc from None
-        download_failure = _message(exc)
-    _log.warning("%s; trying a host interpreter", download_failure)
+        download_failure, reason = _message(exc), exc.reason
+    _log.info("%s; trying a host interpreter", reason)
     try:
-        return host_packed(request, target, cache_dir)
+        source = host_packed(request, target, cache_dir)
     except RuntimeProvisionError as exc:
         msg = f"{download_failure}; host fallback failed too: {_message(exc)}"
         raise RuntimeProvisionError(None, msg) from None
+    return dataclasses.replace(source, notice=fallback_notice(source, archive_dirs, reason))
+
+
+def fallback_notice(source: RuntimeSource, archive_dirs: Sequence[Path], reason: str) -> str:
+    """What a build that fell back to a host interpreter says once: what, why, and the way out.
+
+    It is a notice for a build that goes on, so it explains rather than asks for a fix.
+    """
+    prefix = source.description.removeprefix("host-packed from ")
+    if archive_dirs:
+        where = f"no archive matched in {', '.join(str(d) for d in archive_dirs)}"
+    else:
+        where = "no runtime archive folder was given"
+    return (
+        f"using this machine's CPython {source.version} ({prefix}), packed into a relocatable "
+        f'runtime, since runtime-fallback is "host": {where} and {reason}. It needs this Linux '
+        "distribution's system libraries, so layers built on it are not portable to other "
+        "distributions. For a portable python-build-standalone runtime instead, put its archive "
+        "in a folder given with --runtime-archives DIR, or build where the download works"
+    )
