@@ -7,7 +7,7 @@ version in it (e.g. ``"3.11.7"``), so stacks can say ``python_implementation = "
 Packing takes a few seconds per runtime, so packed archives are cached across sessions in
 ``$VENVSTACKS_TEST_RUNTIME_CACHE`` (default ``<repo>/.runtime-cache/``). A cache entry is keyed
 by the full version, the interpreter binary's size and mtime, and the content of
-``venvstacks/runtime_pack.py``; it is created by renaming a finished temporary folder, and is used
+``venvstacks/runtimes/{pack,probe,relocate,archives}.py``; it is created by renaming a finished temporary folder, and is used
 only when its archive still matches its ``.sha256``. Anything else is repacked.
 """
 
