@@ -306,7 +306,8 @@ def test_dot_read_by_graphviz(name: str) -> None:
 def test_dot_svg_draws_labels_as_written(name: str) -> None:
     graph = GRAPHS[name]
     drawn = dot_svg_texts(render_dot(graph))
-    assert sorted(drawn) == sorted([n.label for n in graph.nodes] + _non_empty_groups(graph))
+    expected = [n.label for n in graph.nodes] + _non_empty_groups(graph) + [graph.title]
+    assert sorted(drawn) == sorted(expected)
 
 
 # --- Mermaid -----------------------------------------------------------------------------------

@@ -18,11 +18,18 @@ from venvstacks.cli.common import (
     load_stack,
     spec_argument,
 )
+from venvstacks.cli.viewer import show_svg
 from venvstacks.errors import StackError
 from venvstacks.lock.state import StoredLocks
 from venvstacks.plan.layers import LayerPlan
 from venvstacks.report.render import GRAPH_FORMATS, Graph, render
-from venvstacks.report.show import layer_graph, show_json, show_tree, stack_status
+from venvstacks.report.show import (
+    layer_graph,
+    readable_task_graph,
+    show_json,
+    show_tree,
+    stack_status,
+)
 
 __all__ = ["COMMANDS"]
 
@@ -75,6 +82,18 @@ def show(
     help="With --tasks: colour tasks by state (stale, waiting, up to date).",
 )
 @click.option(
+    "--all-edges",
+    is_flag=True,
+    help="With --tasks: draw every dependency, also those implied by others.",
+)
+@click.option(
+    "--open",
+    "open_svg",
+    is_flag=True,
+    help="Draw an SVG (into a temporary file, or -o) and open it in a browser; where there is "
+    "none, print the file's path.",
+)
+@click.option(
     "-o",
     "--output",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -88,6 +107,8 @@ def graph(
     fmt: str,
     show_tasks: bool,
     with_status: bool,
+    all_edges: bool,
+    open_svg: bool,
     output: Path | None,
 ) -> None:
     """Draw the layer graph of a stack: edges go from a lower layer up to the layers using it.
@@ -99,8 +120,12 @@ def graph(
     layers = choose_layers(stack.plan, include, allow_missing)
     if show_tasks:
         drawing = _task_drawing(stack, layers, with_status)
+        drawing = readable_task_graph(drawing, all_edges=all_edges, legend=with_status)
     else:
         drawing = layer_graph(stack.plan, layers, StoredLocks(stack.plan, stack.layout))
+    if open_svg:
+        show_svg(_to_svg(render(drawing, "dot")), output)
+        return
     data = _to_svg(render(drawing, "dot")) if fmt == "svg" else render(drawing, fmt).encode()
     _emit(data, output)
 

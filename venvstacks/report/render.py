@@ -10,9 +10,20 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-__all__ = ["Edge", "Graph", "Node", "render_dot", "render_json", "render_mermaid", "render_text"]
+__all__ = [
+    "LOCK_LEGEND",
+    "TASK_LEGEND",
+    "Edge",
+    "Graph",
+    "Node",
+    "render_dot",
+    "render_json",
+    "render_mermaid",
+    "render_text",
+    "transitive_reduction",
+]
 
 GRAPH_FORMATS = ("text", "dot", "mermaid", "json", "svg")
 
@@ -36,10 +47,16 @@ class Edge:
 
 @dataclass(frozen=True)
 class Graph:
+    """Nodes in groups, edges from what is needed to what needs it, and how to read it."""
+
     title: str
     nodes: tuple[Node, ...]
     edges: tuple[Edge, ...]
     groups: tuple[str, ...]
+    legend: tuple[tuple[str, str], ...] = ()
+    """``(state, meaning)`` for each colour to explain, in order."""
+    note: str = ""
+    """One line on how to read the drawing (what an arrow means)."""
 
     def members(self, group: str) -> tuple[Node, ...]:
         return tuple(n for n in self.nodes if n.group == group)
@@ -49,9 +66,52 @@ _STATE_COLOURS = {
     "stale": "#f4a261",
     "waiting": "#ffe8a3",
     "missing": "#e76f51",
+    "failed": "#e63946",
     "up-to-date": "#8ecae6",
     "disabled": "#dddddd",
 }
+
+TASK_LEGEND = (
+    ("stale", "will run"),
+    ("waiting", "runs only if a task it needs writes something new"),
+    ("up-to-date", "nothing to do"),
+    ("failed", "failed; runs again next time"),
+)
+"""What the colours of a task graph mean."""
+LOCK_LEGEND = (
+    ("up-to-date", "lock is valid"),
+    ("stale", "needs locking"),
+)
+"""What the colours of a layer graph mean."""
+
+
+def transitive_reduction(graph: Graph) -> Graph:
+    """The same graph without the edges implied by others (``a -> c`` when ``a -> b -> c``).
+
+    Reachability is unchanged, so the drawing says the same with far fewer arrows. The graph
+    must be acyclic (task and layer graphs are); edge order is kept.
+    """
+    successors: dict[str, list[str]] = {}
+    for edge in graph.edges:
+        successors.setdefault(edge.source, []).append(edge.target)
+    reach: dict[str, set[str]] = {}
+
+    def reachable(node: str) -> set[str]:
+        if node not in reach:
+            reach[node] = set()  # a cycle stops here instead of recursing forever
+            found: set[str] = set()
+            for child in successors.get(node, ()):
+                found.add(child)
+                found |= reachable(child)
+            reach[node] = found
+        return reach[node]
+
+    def implied(edge: Edge) -> bool:
+        others = (c for c in successors.get(edge.source, ()) if c != edge.target)
+        return any(edge.target in reachable(c) for c in others)
+
+    kept = tuple(dict.fromkeys(e for e in graph.edges if not implied(e)))
+    return replace(graph, edges=kept)
 
 
 def render_text(graph: Graph) -> str:
@@ -71,6 +131,10 @@ def render_text(graph: Graph) -> str:
             lines.append(f"  {node.label}{state}")
             for dep in needs[node.id]:
                 lines.append(f"    <- {labels[dep]}")
+    if graph.note:
+        lines.append(f"({graph.note})")
+    if graph.legend:
+        lines.append("legend: " + "; ".join(f"[{state}] {text}" for state, text in graph.legend))
     return "\n".join(lines) + "\n"
 
 
@@ -83,19 +147,42 @@ def _dot_label(text: str) -> str:
     return _dot_id(text.replace("&", "&amp;"))
 
 
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _dot_legend(legend: Sequence[tuple[str, str]]) -> str:
+    """One plain node holding a table: a coloured cell per state and what it means."""
+    rows = "".join(
+        f'<tr><td bgcolor="{_STATE_COLOURS.get(state, "#ffffff")}">{_html(state)}</td>'
+        f'<td align="left">{_html(text)}</td></tr>'
+        for state, text in legend
+    )
+    table = (
+        '<table border="0" cellborder="1" cellspacing="0" cellpadding="4">'
+        f'<tr><td colspan="2"><b>colours</b></td></tr>{rows}</table>'
+    )
+    return f'"legend" [shape=plaintext, style="", label=<{table}>];'
+
+
 def render_dot(graph: Graph) -> str:
     """Graphviz DOT: one cluster per group, lower layers at the bottom."""
+    title = graph.title + (f"\n{graph.note}" if graph.note else "")
     lines = [
         f"digraph {_dot_id(graph.title)} {{",
         "  rankdir=BT;",
+        f'  label={_dot_label(title)}; labelloc=t; fontname="Helvetica";',
         '  node [shape=box, style="rounded,filled", fillcolor="#ffffff", fontname="Helvetica"];',
     ]
+    if graph.legend:
+        lines.append(f"  {_dot_legend(graph.legend)}")
     for n, group in enumerate(graph.groups):
         members = graph.members(group)
         if not members:
             continue
         lines.append(f"  subgraph cluster_{n} {{")
-        lines.append(f"    label={_dot_label(group)};")
+        # rankdir=BT turns clusters upside down: "b" puts their titles on top
+        lines.append(f'    label={_dot_label(group)}; labelloc=b; fontname="Helvetica";')
         for node in members:
             attrs = [f"label={_dot_label(node.label)}"]
             if node.state in _STATE_COLOURS:
@@ -123,9 +210,17 @@ def render_mermaid(graph: Graph) -> str:
     """A Mermaid flowchart, bottom to top, with one subgraph per group."""
     ids: dict[str, str] = {}
     lines = ["flowchart BT"]
-    states = sorted({n.state for n in graph.nodes if n.state in _STATE_COLOURS}, key=str)
+    used = {n.state for n in graph.nodes} | {state for state, _ in graph.legend}
+    states = sorted((s for s in used if s in _STATE_COLOURS), key=str)
     for state in states:
         lines.append(f"  classDef {state.replace('-', '_')} fill:{_STATE_COLOURS[str(state)]}")
+    if graph.legend:
+        lines.append(f"  subgraph legend[{_mermaid_label('colours')}]")
+        for state, text in graph.legend:
+            cls = f":::{state.replace('-', '_')}" if state in _STATE_COLOURS else ""
+            legend_id = _mermaid_id(f"legend {state}", ids)
+            lines.append(f"    {legend_id}[{_mermaid_label(f'{state}: {text}')}]{cls}")
+        lines.append("  end")
     for n, group in enumerate(graph.groups):
         members = graph.members(group)
         if not members:
@@ -141,7 +236,8 @@ def render_mermaid(graph: Graph) -> str:
 
 
 def render_json(graph: Graph) -> str:
-    data = {
+    """The graph as JSON: title, groups, nodes (with details), edges, and the legend if any."""
+    data: dict[str, object] = {
         "title": graph.title,
         "groups": list(graph.groups),
         "nodes": [
@@ -150,6 +246,11 @@ def render_json(graph: Graph) -> str:
         ],
         "edges": [{"from": e.source, "to": e.target} for e in graph.edges],
     }
+    if graph.legend:
+        data["legend"] = [
+            {"state": state, "meaning": text, "colour": _STATE_COLOURS.get(state)}
+            for state, text in graph.legend
+        ]
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
@@ -167,9 +268,8 @@ def render(graph: Graph, fmt: str) -> str:
 def subgraph(graph: Graph, keep: Sequence[str]) -> Graph:
     """Only the nodes in `keep` and the edges between them."""
     wanted = set(keep)
-    return Graph(
-        graph.title,
-        tuple(n for n in graph.nodes if n.id in wanted),
-        tuple(e for e in graph.edges if e.source in wanted and e.target in wanted),
-        graph.groups,
+    return replace(
+        graph,
+        nodes=tuple(n for n in graph.nodes if n.id in wanted),
+        edges=tuple(e for e in graph.edges if e.source in wanted and e.target in wanted),
     )

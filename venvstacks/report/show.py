@@ -8,13 +8,29 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Protocol, TypedDict
 
 from venvstacks.plan.layers import LayerPlan, StackPlan
 from venvstacks.plan.names import LayerKind
-from venvstacks.report.render import Edge, Graph, Node
+from venvstacks.report.render import (
+    LOCK_LEGEND,
+    TASK_LEGEND,
+    Edge,
+    Graph,
+    Node,
+    transitive_reduction,
+)
 
-__all__ = ["LayerStatus", "LockView", "layer_graph", "show_json", "show_tree", "stack_status"]
+__all__ = [
+    "LayerStatus",
+    "LockView",
+    "layer_graph",
+    "readable_task_graph",
+    "show_json",
+    "show_tree",
+    "stack_status",
+]
 
 
 class LockView(Protocol):
@@ -153,4 +169,25 @@ def layer_graph(plan: StackPlan, layers: Sequence[LayerPlan], locks: LockView | 
         for dep in layer.direct_dependencies
         if dep in chosen
     )
-    return Graph(plan.spec.path.name, tuple(nodes), edges, tuple(_GROUP_TITLES.values()))
+    return Graph(
+        plan.spec.path.name,
+        tuple(nodes),
+        edges,
+        tuple(_GROUP_TITLES.values()),
+        legend=LOCK_LEGEND if locks is not None else (),
+        note="an arrow goes from a layer to the layers built directly on it",
+    )
+
+
+_TASK_NOTE = "an arrow goes from a task to the tasks that need it"
+
+
+def readable_task_graph(graph: Graph, *, all_edges: bool = False, legend: bool = False) -> Graph:
+    """The task graph as drawn for people: without implied arrows (unless ``all_edges``), with
+    a note on reading it and, when tasks carry states, the colour legend."""
+    if all_edges:
+        drawn, note = graph, _TASK_NOTE
+    else:
+        drawn = transitive_reduction(graph)
+        note = f"{_TASK_NOTE}; arrows implied by others are left out (--all-edges draws them)"
+    return replace(drawn, note=note, legend=TASK_LEGEND if legend else ())
