@@ -95,16 +95,20 @@ def _register_commands() -> None:
     if cli.commands:
         return
     from venvstacks.cli import build as cli_build
+    from venvstacks.cli import completion as cli_completion
     from venvstacks.cli import deploy as cli_deploy
+    from venvstacks.cli import init as cli_init
     from venvstacks.cli import publish as cli_publish
     from venvstacks.cli import runtime as cli_runtime
     from venvstacks.cli import show as cli_show
     from venvstacks.cli import status as cli_status
 
-    for module in (cli_show, cli_build, cli_status, cli_publish, cli_deploy):
+    for module in (cli_init, cli_show, cli_build, cli_status, cli_publish, cli_deploy):
         for command in module.COMMANDS:
             cli.add_command(command)
     cli.add_command(cli_runtime.runtime)
+    for command in cli_completion.COMMANDS:
+        cli.add_command(command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
