@@ -492,6 +492,8 @@ def test_graph_text(diamond: Path, graph_output: dict[str, str]) -> None:
         "    <- framework-c\n"
         "Runtimes:\n"
         "  cpython-3.11 [stale]\n"
+        "(an arrow goes from a layer to the layers built directly on it)\n"
+        "legend: [up-to-date] lock is valid; [stale] needs locking\n"
     )
 
 
@@ -517,7 +519,10 @@ def test_graph_dot(graph_output: dict[str, str]) -> None:
 
 def test_graph_dot_is_drawn_by_graphviz(graph_output: dict[str, str]) -> None:
     texts = dot_svg_texts(graph_output["dot"])
-    assert sorted(texts) == sorted([*LAYERS, "Applications", "Frameworks", "Runtimes"])
+    title = ["venvstacks.toml", "an arrow goes from a layer to the layers built directly on it"]
+    legend = ["colours", "up-to-date", "lock is valid", "stale", "needs locking"]
+    groups = ["Applications", "Frameworks", "Runtimes"]
+    assert sorted(texts) == sorted([*LAYERS, *groups, *title, *legend])
 
 
 def test_graph_mermaid(graph_output: dict[str, str]) -> None:
@@ -525,7 +530,8 @@ def test_graph_mermaid(graph_output: dict[str, str]) -> None:
     # Structural checks that need no tools.
     assert text.splitlines()[0] == "flowchart BT"
     assert text.count(" --> ") == len(EDGES)
-    assert text.count("subgraph ") == text.count("\n  end\n") + text.endswith("\n  end") == 3
+    # one subgraph per kind, and the colour legend
+    assert text.count("subgraph ") == text.count("\n  end\n") + text.endswith("\n  end") == 4
     for layer in LAYERS:
         assert f'["{layer}"]' in text
     # Mermaid's own parser.
@@ -533,10 +539,12 @@ def test_graph_mermaid(graph_output: dict[str, str]) -> None:
     assert parsed["ok"], parsed.get("error")
     assert parsed["direction"] == "BT"
     name = {v["id"]: v["text"] for v in parsed["vertices"]}
-    assert sorted(name.values()) == sorted(LAYERS)
+    legend = ["up-to-date: lock is valid", "stale: needs locking"]
+    assert sorted(name.values()) == sorted([*LAYERS, *legend])
     assert [(name[e["start"]], name[e["end"]]) for e in parsed["edges"]] == EDGES
     groups = {s["title"]: sorted(name[n] for n in s["nodes"]) for s in parsed["subgraphs"]}
     assert groups == {
+        "colours": sorted(legend),
         "Applications": ["app-x"],
         "Frameworks": ["framework-a", "framework-b", "framework-c", "framework-d"],
         "Runtimes": ["cpython-3.11"],
@@ -664,8 +672,10 @@ def test_graph_tasks_renders_cleanly_in_every_format(diamond: Path) -> None:
         (dot_unquote(e.get_source()), dot_unquote(e.get_destination())) for e in dot.get_edges()
     ]
     assert dot_edges == edges
+    note = "an arrow goes from a task to the tasks that need it; arrows implied by others are "
+    note += "left out (--all-edges draws them)"
     assert sorted(dot_svg_texts(as_dot)) == sorted(
-        [*labels.values(), *{n["group"] for n in data["nodes"]}]
+        [*labels.values(), *{n["group"] for n in data["nodes"]}, data["title"], note]
     )
 
     (parsed,) = mermaid_parse(as_mermaid)
