@@ -14,7 +14,8 @@ cache), so nothing is downloaded but the wheels the committed locks name.
 Compared: each command's exit status, stdout and stderr, and the files written (lock files and
 their metadata, ``dodo.py``, published archives by sha256 and their metadata, exported metadata).
 Because both commits run at the same paths, nothing needs normalising but timings; the scratch
-and worktree paths are replaced too, in case an error message names them. Exit 0 when identical,
+folder's parent is replaced too, in case a message names it. Commands that run tasks get ``-j 1``:
+tasks running in parallel log in whatever order they finish, which is not a difference. Exit 0 when identical,
 1 with a report of every difference. `compare` and `normalise` are pure and tested by
 tests/tools/test_compare_outputs.py.
 """
@@ -123,7 +124,8 @@ class Runner:
     counter: int = 0
 
     def replacements(self) -> dict[str, str]:
-        return {str(self.scratch): "<scratch>", str(self.worktree): "<worktree>"}
+        base = self.scratch.parent  # holds the scratch folder, the worktree and the runtimes
+        return {str(base): "<base>"}
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VENVSTACKS_")}
@@ -170,6 +172,7 @@ def run_example(runner: Runner, example: str, build: bool) -> None:
     shutil.copytree(REPO / "specs" / example, folder, ignore=shutil.ignore_patterns("_*"))
     spec = "venvstacks.toml"
     sources = ["--runtime-archives", str(runner.runtimes)]
+    serial = ["-j", "1"]  # parallel tasks log in whatever order they finish
     runner.run(example, "show", spec)
     runner.run(example, "show", "--json", spec)
     for fmt in GRAPH_FORMATS:
@@ -178,18 +181,18 @@ def run_example(runner: Runner, example: str, build: bool) -> None:
         runner.run(example, "graph", spec, "--tasks", "--status", "--format", fmt)
     runner.run(example, "status", spec)
     runner.run(example, "dodo", spec, "-o", "dodo.py")
-    runner.run(example, "lock", spec, *sources)
+    runner.run(example, "lock", spec, *sources, *serial)
     runner.run(example, "status", spec)
     runner.collect(example, folder / "requirements")
     runner.collect(example, folder / "dodo.py")
     if not build:
         return
-    runner.run(example, "build", spec, *sources, "--publish")
+    runner.run(example, "build", spec, *sources, "--publish", *serial)
     runner.run(example, "status", spec)
-    runner.run(example, "build", spec, *sources)  # a no-op
-    runner.run(example, "local-export", spec, "-o", "_export")
+    runner.run(example, "build", spec, *sources, *serial)  # a no-op
+    runner.run(example, "local-export", spec, "-o", "_export", *serial)
     deployed = folder / "_deployed"
-    runner.run(example, "deploy", "_artifacts", str(deployed))
+    runner.run(example, "deploy", "_artifacts", str(deployed), *serial)
     runner.run(example, "verify", str(deployed))
     for app in sorted((folder / "_artifacts").glob("__venvstacks__/env_metadata/app-*.json")):
         runner.run(example, "run", str(deployed), app.stem.split("@")[0].removeprefix("app-"))
