@@ -1,38 +1,29 @@
-"""`venvstacks lock`, `build` and `status`: run or inspect the stack's tasks."""
+"""`venvstacks lock` and `venvstacks build`: parse options, call `Stack.lock`/`Stack.build`, render."""
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from venvstacks.api.options import BuildOptions, LockOptions, PublishOptions, Sources
+from venvstacks.api.results import BuildResult
 from venvstacks.cli.common import (
-    LoadedStack,
     build_dir_option,
-    choose_layers,
     include_options,
+    include_options_selecting,
     jobs_option,
     load_stack,
     selection_display_options,
     spec_argument,
 )
-from venvstacks.envs import build as envbuild
-from venvstacks.errors import StackError
-from venvstacks.lock import resolve as locking
-from venvstacks.lock.state import StoredLocks
-from venvstacks.plan.layers import LayerPlan
-from venvstacks.report.show import show_json, show_tree, stack_status
-from venvstacks.tasks.engine import RunResult, build_dir_lock, run_tasks
-from venvstacks.tasks.stack import StackTasks
+from venvstacks.cli.output import Output, report_option, shown_and_done, subscriber
+from venvstacks.plan.layout import relative_to_common
 
-__all__ = ["COMMANDS"]
+__all__ = ["COMMANDS", "lock_options", "sources_from"]
 
-_log = logging.getLogger("venvstacks")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -73,149 +64,30 @@ def lock_options(func: F) -> F:
         ),
         jobs_option("Run up to N independent tasks at once."),
         *selection_display_options("running"),
+        report_option,
     ]
     for decorator in reversed(decorators):
         func = decorator(func)
     return func
 
 
-def _runtime_options(
-    stack: LoadedStack, dirs: Sequence[Path], fallback: str | None
-) -> envbuild.RuntimeOptions:
-    from venvstacks.runtimes.request import archive_dirs_from
-
-    archive_dirs = archive_dirs_from(
-        list(dirs), os.environ, list(stack.spec.settings.runtime_archives)
-    )
-    return envbuild.RuntimeOptions(
-        archive_dirs=tuple(archive_dirs),
-        fallback=fallback or stack.spec.settings.runtime_fallback,
-        base_url=os.environ.get("VENVSTACKS_PBS_BASE_URL"),
-    )
-
-
-def _lock_options(
-    stack: LoadedStack,
+def sources_from(
     use_index: bool,
     local_wheels: Sequence[Path],
-    reset: Sequence[str],
-    allow_missing: bool,
-) -> locking.LockOptions:
-    from venvstacks.plan.layers import require_matches, select_layers
-
-    reset_envs: set[str] = set()
-    if reset:
-        chosen, unmatched = select_layers(
-            stack.plan, reset, with_dependencies=False, with_derived=False
-        )
-        warning = require_matches(unmatched, allow_missing=allow_missing, what="--reset-lock ")
-        if warning:
-            _log.warning("warning: %s", warning)
-        reset_envs = {layer.env_name for layer in chosen}
-    wheels = tuple((stack.spec.spec_dir / p).absolute() for p in local_wheels)
-    missing = [str(p) for p in wheels if not p.is_dir()]
-    if missing:
-        raise StackError(f"--local-wheels folder does not exist: {', '.join(missing)}")
-    return locking.LockOptions(
+    runtime_archives: Sequence[Path],
+    runtime_fallback: str | None,
+) -> Sources:
+    """The API's `Sources`; runtime archive folders on the command line are taken from the cwd."""
+    return Sources(
         use_index=use_index,
-        local_wheels=wheels,
-        reset=frozenset(reset_envs),
-        exclude_newer=_exclude_newer(stack),
+        local_wheels=tuple(local_wheels),
+        runtime_archives=tuple(p.expanduser().absolute() for p in runtime_archives),
+        runtime_fallback="host"
+        if runtime_fallback == "host"
+        else None
+        if not runtime_fallback
+        else "none",
     )
-
-
-def _exclude_newer(stack: LoadedStack) -> Any:
-    from venvstacks.spec.indexes import parse_timestamp
-
-    text = os.environ.get("UV_EXCLUDE_NEWER")
-    if not text:
-        return stack.spec.uv.exclude_newer
-    problems: list[str] = []
-    value = parse_timestamp(text, "UV_EXCLUDE_NEWER", problems)
-    if problems:
-        raise StackError(problems[0])
-    return value
-
-
-def progress_for(ctx: click.Context, involved: Sequence[str] = ()) -> Any:
-    """The progress display the command line options and the terminal call for."""
-    from venvstacks.cli.progress import choose_progress
-
-    state = ctx.obj
-    return choose_progress(involved, verbose=state.verbose, quiet=state.quiet)
-
-
-def _report_failures(result: RunResult) -> None:
-    if result.code == 0:
-        return
-    lines = [
-        message if message.startswith("layer ") else f"{name}: {message}"
-        for name, message in result.failures.items()
-    ]
-    if not lines:
-        lines = [f"task run failed with status {result.code}"]
-    first, *rest = lines
-    for line in rest:
-        click.echo(f"error: {line}", err=True)
-    raise StackError(first)
-
-
-def run_stack_tasks(
-    stack: LoadedStack, tasks: StackTasks, selected: list[str], jobs: int, ctx: click.Context
-) -> RunResult:
-    from venvstacks.tasks.view import task_needs
-
-    all_tasks = tasks.all_tasks()
-    needs = task_needs(all_tasks)
-    involved: dict[str, None] = {}
-    pending = list(selected)
-    while pending:
-        name = pending.pop()
-        if name not in involved:
-            involved[name] = None
-            pending.extend(needs.get(name, ()))
-    order = [name for name in needs if name in involved]
-    with build_dir_lock(stack.layout.lock_file), progress_for(ctx, order) as progress:
-        envbuild.sweep_staging(stack.layout)
-        result = run_tasks(all_tasks, selected, stack.layout.task_db, jobs=jobs, progress=progress)
-    _report_failures(result)
-    return result
-
-
-def show_selection(
-    stack: LoadedStack, layers: Sequence[LayerPlan], ops: list[str], as_json: bool
-) -> None:
-    operations: dict[str, Sequence[str]] = {layer.env_name: ops for layer in layers}
-    status = stack_status(stack.plan, layers, StoredLocks(stack.plan, stack.layout), operations)
-    click.echo(show_json(status) if as_json else show_tree(status), nl=False)
-
-
-def shown_and_done(
-    stack: LoadedStack,
-    layers: Sequence[LayerPlan],
-    ops: list[str],
-    *,
-    show_first: bool,
-    show_only: bool,
-    as_json: bool,
-) -> bool:
-    """Handle --show/--show-only/--json; True when the command should stop after showing."""
-    if not (show_first or show_only or as_json):
-        return False
-    show_selection(stack, layers, ops, as_json)
-    return show_only or (as_json and not show_first)
-
-
-def _stale_locks(stack: LoadedStack, layers: Sequence[LayerPlan]) -> list[str]:
-    needed: dict[str, None] = {}
-    for layer in layers:
-        for env in (*layer.dependencies, layer.env_name):
-            needed[env] = None
-    return [
-        env
-        for env in needed
-        if not locking.stored_lock_state(stack.plan, stack.plan[env], stack.layout).valid
-    ]
 
 
 @click.command()
@@ -254,6 +126,7 @@ def lock(
     show_first: bool,
     show_only: bool,
     as_json: bool,
+    report: str | None,
     if_needed: bool,
     lock_dependencies: bool,
     clean: bool,
@@ -263,52 +136,45 @@ def lock(
     Only layers whose inputs (requirements, lower layers' locks, targets, indexes) changed are
     re-resolved; a relock that gives the same lock changes no file.
     """
+    out = Output(as_json=as_json, report=report)
     stack = load_stack(spec_path, build_dir)
-    layers = choose_layers(stack.plan, include, allow_missing)
+    options = LockOptions(
+        include=include,
+        allow_missing=allow_missing,
+        sources=sources_from(use_index, local_wheels, runtime_archives, runtime_fallback),
+        reset=reset_lock,
+        clean=clean,
+        jobs=jobs,
+    )
     if shown_and_done(
-        stack, layers, ["lock"], show_first=show_first, show_only=show_only, as_json=as_json
+        out, stack, options, show_first=show_first, show_only=show_only, as_json=as_json
     ):
         return
-    tasks = StackTasks(
-        stack.plan,
-        stack.layout,
-        lock_options=_lock_options(stack, use_index, local_wheels, reset_lock, allow_missing),
-        runtime_options=_runtime_options(stack, runtime_archives, runtime_fallback),
-    )
-    if not layers:
-        click.echo("No environments found to lock")
+    result = stack.lock(options, progress=subscriber(ctx))
+    _render_locked(out, result)
+    out.report(result.to_json())
+
+
+def _render_locked(out: Output, result: BuildResult) -> None:
+    locked = [result.layers[name] for name in result.selected if name in result.layers]
+    if not locked:
+        out.say("No environments found to lock")
         return
-    if clean:
-        _forget_runtimes(stack, {layer.runtime for layer in layers})
-    run_stack_tasks(stack, tasks, [f"lock:{l.env_name}" for l in layers], jobs, ctx)
-    _print_locked(stack, layers)
-
-
-def _forget_runtimes(stack: LoadedStack, runtimes: set[str]) -> None:
-    """Remove provisioned runtime interpreters so that their runtime tasks unpack them again."""
-    import shutil
-
-    for env in sorted(runtimes):
-        shutil.rmtree(stack.layout.runtime_cache / env, ignore_errors=True)
-        (stack.layout.runtime_cache / f"{env}.json").unlink(missing_ok=True)
-
-
-def _print_locked(stack: LoadedStack, layers: Sequence[LayerPlan]) -> None:
-    from venvstacks.plan.layout import relative_to_common
-
-    paths = [stack.layout.lock(l.env_name).pylock for l in layers]
-    base, relative = relative_to_common(paths)
-    click.echo("Locked environments:")
-    for layer, rel in zip(layers, relative, strict=True):
-        meta = json.loads(stack.layout.lock(layer.env_name).metadata.read_text())
-        click.echo(f"  {rel} (locked at: {meta['locked_at']})")
-    click.echo(f"All paths reported relative to {base}")
+    base, relative = relative_to_common([layer.lock_file for layer in locked if layer.lock_file])
+    out.say("Locked environments:")
+    for layer, rel in zip(locked, relative, strict=True):
+        out.say(f"  {rel} (locked at: {layer.locked_at})")
+    out.say(f"All paths reported relative to {base}")
 
 
 @click.command()
 @spec_argument
 @build_dir_option
-@include_options
+@include_options_selecting(
+    "Their lower layers are built too; the layers built on them only with "
+    "--build-derived. With --publish, only the included layers are archived (see "
+    "--publish-dependencies, --publish-derived)."
+)
 @lock_options
 @click.option(
     "--lock-if-needed/--no-lock-if-needed",
@@ -402,6 +268,7 @@ def build(
     show_first: bool,
     show_only: bool,
     as_json: bool,
+    report: str | None,
     lock_if_needed: bool,
     lock_alias: bool,
     clean: bool,
@@ -409,7 +276,7 @@ def build(
     lock_dependencies: bool,
     do_publish: bool,
     output_dir: str | None,
-    fmt: str | None,
+    fmt: Any,
     tag_outputs: bool,
     level: int | None,
     do_build: bool,
@@ -425,81 +292,48 @@ def build(
     build in parallel with -j N. Environments are built aside and swapped in, so an interrupted
     build leaves the previous environment (or none), never a half-built one.
     """
+    out = Output(as_json=as_json, report=report)
     stack = load_stack(spec_path, build_dir)
-    layers = choose_layers(stack.plan, include, allow_missing, with_derived=build_derived)
-    if include_dependencies:
-        publish_dependencies = True
-    to_publish = choose_layers(
-        stack.plan,
-        include,
-        allow_missing=True,
-        with_dependencies=publish_dependencies,
-        with_derived=publish_derived,
-    )
-    ops = [*(["build"] if do_build else []), *(["publish"] if do_publish else [])]
-    if shown_and_done(
-        stack, layers, ops, show_first=show_first, show_only=show_only, as_json=as_json
-    ):
-        return
-    options = _lock_options(stack, use_index, local_wheels, reset_lock, allow_missing)
-    stale = _stale_locks(stack, layers)
-    if stale and not (lock_if_needed or lock_alias or options.reset):
-        raise StackError(
-            f"layers without a valid lock: {', '.join(stale)} "
-            "(run `venvstacks lock`, or pass --lock-if-needed)"
-        )
     publishing = None
     if do_publish:
-        from venvstacks.cli.publish import publish_options_from
-
-        publishing = publish_options_from(
-            stack, output_dir, fmt, tag_outputs, force or clean, False, level
+        publishing = PublishOptions(
+            with_dependencies=publish_dependencies or bool(include_dependencies),
+            with_derived=publish_derived,
+            output_dir=output_dir,
+            fmt=fmt,
+            tag_outputs=tag_outputs,
+            compression_level=level,
+            force=force,
         )
-    tasks = StackTasks(
-        stack.plan,
-        stack.layout,
-        lock_options=options,
-        runtime_options=_runtime_options(stack, runtime_archives, runtime_fallback),
-        publishing=publishing,
+    options = BuildOptions(
+        include=include,
+        allow_missing=allow_missing,
+        with_derived=build_derived,
+        sources=sources_from(use_index, local_wheels, runtime_archives, runtime_fallback),
+        reset=reset_lock,
+        lock_if_needed=lock_if_needed or lock_alias,
+        clean=clean,
+        build=do_build,
+        publish=publishing,
+        jobs=jobs,
     )
-    if clean:  # only what was asked for: lower layers pulled in by --include are kept
-        _clean_envs(
-            stack,
-            choose_layers(
-                stack.plan, include, True, with_dependencies=False, with_derived=build_derived
-            ),
-        )
-    selected = tasks.names("link", layers) if do_build else []
-    if not do_build and (lock_if_needed or lock_alias):
-        selected = [f"lock:{layer.env_name}" for layer in layers]
-    if do_publish:
-        selected += tasks.names("archive", to_publish)
-    if not selected:
-        click.echo("No environments found to build on this platform")
+    if shown_and_done(
+        out, stack, options, show_first=show_first, show_only=show_only, as_json=as_json
+    ):
         return
-    result = run_stack_tasks(stack, tasks, selected, jobs, ctx)
-    _print_built(stack, result, layers)
-    if publishing is not None:
-        from venvstacks.cli.publish import report_published
+    result = stack.build(options, progress=subscriber(ctx))
+    if not result.selected:
+        out.say("No environments found to build on this platform")
+    else:
+        out.say(
+            f"Built {len(result.built)} layer(s) in {stack.build_dir} "
+            f"({len(result.ran)} task(s) ran, {len(result.up_to_date)} up to date)"
+        )
+    if result.published is not None:
+        from venvstacks.cli.publish import render_published
 
-        archived = [name.split(":", 1)[1] for name in selected if name.startswith("archive:")]
-        report_published(stack, publishing, archived)
-
-
-def _clean_envs(stack: LoadedStack, layers: Sequence[LayerPlan]) -> None:
-    import shutil
-
-    for layer in layers:
-        shutil.rmtree(stack.layout.env_dir(layer.env_name), ignore_errors=True)
-        for op in ("install", "link"):
-            stack.layout.stamp(op, layer.env_name).unlink(missing_ok=True)
-
-
-def _print_built(stack: LoadedStack, result: RunResult, layers: Sequence[LayerPlan]) -> None:
-    ran = len(result.executed)
-    click.echo(
-        f"Built {len(layers)} layer(s) in {stack.layout.build_dir} ({ran} task(s) ran, {len(result.up_to_date)} up to date)"
-    )
+        render_published(out, result.published)
+    out.report(result.to_json())
 
 
 COMMANDS = [lock, build]

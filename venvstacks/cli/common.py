@@ -5,16 +5,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from venvstacks.api.stack import Stack
 from venvstacks.cli.state import CliState
-from venvstacks.plan.layers import LayerPlan, StackPlan, plan_stack, require_matches, select_layers
-from venvstacks.plan.layout import BuildLayout
-from venvstacks.spec.stack import StackSpec, load_stack_spec
+from venvstacks.plan.layers import LayerPlan, StackPlan, require_matches, select_layers
 
 __all__ = ["CliState", "LoadedStack", "load_stack", "spec_argument"]
 
@@ -24,11 +22,8 @@ DEFAULT_JOBS = max(1, min(4, os.cpu_count() or 1))
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@dataclass(frozen=True)
-class LoadedStack:
-    spec: StackSpec
-    plan: StackPlan
-    layout: BuildLayout
+LoadedStack = Stack
+"""Kept for callers of the former name: a loaded stack is a `venvstacks.Stack`."""
 
 
 def spec_argument(func: F) -> F:
@@ -49,30 +44,39 @@ def build_dir_option(func: F) -> F:
     )(func)
 
 
+INCLUDE_FOLLOWS = "Their lower layers and the layers built on them are selected too."
+
+
 def include_options(func: F) -> F:
-    func = click.option(
-        "--allow-missing",
-        is_flag=True,
-        help="Warn instead of failing when an --include pattern matches no layer.",
-    )(func)
-    return click.option(
-        "--include",
-        "include",
-        metavar="PATTERN",
-        multiple=True,
-        help="Only these layers (fnmatch on build names such as 'app-*', 'framework-numpy', "
-        "'cpython-3.12'); repeatable. Their dependencies and the layers built on them follow.",
-    )(func)
+    """`--include PATTERN` and `--allow-missing`, for commands that select as `show` does."""
+    return include_options_selecting(INCLUDE_FOLLOWS)(func)
 
 
-def load_stack(spec_path: Path, build_dir: str | None = None) -> LoadedStack:
-    """Load, check and plan a stack spec; report legacy-field warnings."""
-    spec = load_stack_spec(spec_path)
-    for warning in spec.warnings:
-        _log.warning("warning: %s", warning)
-    plan = plan_stack(spec)
-    chosen = build_dir if build_dir is not None else spec.settings.build_dir
-    return LoadedStack(spec, plan, BuildLayout.for_spec(spec.path, chosen))
+def include_options_selecting(selects: str) -> Callable[[F], F]:
+    """`--include PATTERN` and `--allow-missing`; `selects` says what else an --include selects."""
+
+    def decorate(func: F) -> F:
+        func = click.option(
+            "--allow-missing",
+            is_flag=True,
+            help="Warn instead of failing when an --include pattern matches no layer.",
+        )(func)
+        decorated: F = click.option(
+            "--include",
+            "include",
+            metavar="PATTERN",
+            multiple=True,
+            help="Only these layers (fnmatch on build names such as 'app-*', 'framework-numpy', "
+            f"'cpython-3.12'); repeatable. {selects}",
+        )(func)
+        return decorated
+
+    return decorate
+
+
+def load_stack(spec_path: Path, build_dir: str | None = None) -> Stack:
+    """Load, check and plan a stack spec (warnings go to the log)."""
+    return Stack.load(spec_path, build_dir)
 
 
 def choose_layers(

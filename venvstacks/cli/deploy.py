@@ -1,4 +1,4 @@
-"""`venvstacks deploy`, `run` and `verify`: use what `publish` produced."""
+"""`venvstacks deploy`, `run` and `verify`: call the API's deploy verbs on what `publish` produced."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
+from venvstacks.api.deploying import deploy_published, run_app, verify_deployment
 from venvstacks.cli.common import jobs_option
+from venvstacks.cli.output import Output, subscriber
 from venvstacks.errors import StackError
 
 __all__ = ["COMMANDS"]
@@ -27,9 +29,17 @@ __all__ = ["COMMANDS"]
     help="Only these layers (layer names or install targets, fnmatch patterns) and the layers they need; repeatable.",
 )
 @jobs_option("Deploy up to N independent layers at once.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print what was deployed, per layer, as JSON."
+)
 @click.pass_context
 def deploy(
-    ctx: click.Context, artifacts_dir: Path, target_dir: Path, include: tuple[str, ...], jobs: int
+    ctx: click.Context,
+    artifacts_dir: Path,
+    target_dir: Path,
+    include: tuple[str, ...],
+    jobs: int,
+    as_json: bool,
 ) -> None:
     """Deploy published layers from ARTIFACTS_DIR into TARGET_DIR, ready to run.
 
@@ -37,15 +47,16 @@ def deploy(
     safely (nothing may land outside TARGET_DIR), and the layers are post-installed runtime
     first. Re-deploying unchanged layers does nothing; an updated layer replaces only itself.
     """
-    from venvstacks.cli.build import progress_for
-    from venvstacks.deploy import deployment as deploying
-
-    layers, result = deploying.deploy(
-        artifacts_dir, target_dir, include, jobs=jobs, progress=progress_for(ctx)
+    result = deploy_published(
+        artifacts_dir, target_dir, include, jobs=jobs, progress=subscriber(ctx)
     )
-    changed = len(result.executed)
-    click.echo(
-        f"Deployed {len(layers)} layer(s) into {target_dir.absolute()} ({changed} updated, {len(layers) - changed} unchanged)"
+    out = Output(as_json=as_json)
+    if as_json:
+        out.document(result.to_json())
+    changed = len(result.updated)
+    out.say(
+        f"Deployed {len(result.layers)} layer(s) into {result.target_dir} "
+        f"({changed} updated, {len(result.layers) - changed} unchanged)"
     )
 
 
@@ -60,9 +71,7 @@ def run(target_dir: Path, app: str, args: tuple[str, ...]) -> None:
 
     APP is the application's layer name (`demo` or `app-demo`) or its install target.
     """
-    from venvstacks.deploy import deployment as deploying
-
-    code = deploying.run_app(target_dir, app, args)
+    code = run_app(target_dir, app, args)
     sys.exit(code)
 
 
@@ -70,23 +79,25 @@ def run(target_dir: Path, app: str, args: tuple[str, ...]) -> None:
 @click.argument(
     "target_dir", metavar="TARGET_DIR", type=click.Path(path_type=Path, file_okay=False)
 )
-def verify(target_dir: Path) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print each layer's differences as JSON.")
+def verify(target_dir: Path, as_json: bool) -> None:
     """Check that deployed layers still hold exactly the files that were published.
 
     Files written by post-install (pyvenv.cfg, sitecustomize.py) and bytecode caches are ignored.
     Exits 1 and lists the differences when any layer changed.
     """
-    from venvstacks.deploy import deployment as deploying
-
-    results = deploying.verify_deployment(target_dir)
-    bad = [r for r in results if not r.clean]
-    for r in results:
-        click.echo(f"{r.target}: {'ok' if r.clean else 'DIFFERS'}")
+    result = verify_deployment(target_dir)
+    out = Output(as_json=as_json)
+    if as_json:
+        out.document(result.to_json())
+    bad = [r for r in result.layers if not r.clean]
+    for r in result.layers if not as_json else ():
+        out.say(f"{r.target}: {'ok' if r.clean else 'DIFFERS'}")
         for label, paths in (("missing", r.missing), ("changed", r.changed), ("added", r.added)):
             for path in paths[:20]:
-                click.echo(f"  {label}: {path}")
+                out.say(f"  {label}: {path}")
             if len(paths) > 20:
-                click.echo(f"  ... and {len(paths) - 20} more {label}")
+                out.say(f"  ... and {len(paths) - 20} more {label}")
     if bad:
         raise StackError(
             f"{len(bad)} deployed layer(s) differ from what was published: {', '.join(r.target for r in bad)}"

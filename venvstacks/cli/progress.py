@@ -1,7 +1,7 @@
 """Showing task progress: a live per-layer table on a terminal, plain lines with -v, else nothing.
 
-The engine reports events as (event, task name, seconds); these classes turn them into output on
-stderr. Only the CLI creates them: library code never prints.
+The API reports `ProgressEvent`s to a listener; `ProgressSubscriber` is the CLI's listener and
+turns them into output on stderr. Only the CLI creates these: library code never prints.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-__all__ = ["LineProgress", "LiveProgress", "NoProgress", "choose_progress"]
+from venvstacks.api.results import ProgressEvent
+
+__all__ = ["LineProgress", "LiveProgress", "NoProgress", "ProgressSubscriber", "choose_progress"]
 
 _SYMBOLS = {
     "pending": "[dim]·[/dim]",
@@ -119,3 +121,23 @@ def choose_progress(task_names: Sequence[str], *, verbose: int, quiet: bool) -> 
     if sys.stderr.isatty() and task_names:
         return LiveProgress(task_names)
     return NoProgress()
+
+
+class ProgressSubscriber:
+    """The CLI's progress listener: opens the display on `begin`, closes it on `end`."""
+
+    def __init__(self, *, verbose: int = 0, quiet: bool = False) -> None:
+        self._verbose = verbose
+        self._quiet = quiet
+        self._display: NoProgress | None = None
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if event.kind == "begin":
+            self._display = choose_progress(event.tasks, verbose=self._verbose, quiet=self._quiet)
+            self._display.__enter__()
+        elif event.kind == "end":
+            if self._display is not None:
+                self._display.__exit__(None, None, None)
+            self._display = None
+        elif self._display is not None and event.task is not None:
+            self._display(event.kind, event.task, event.seconds)

@@ -1,35 +1,37 @@
-"""`venvstacks publish` and `venvstacks local-export`: archives or folders, with metadata."""
+"""`venvstacks publish` and `venvstacks local-export`: call `Stack.publish`/`Stack.export`, render."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from venvstacks.cli.build import shown_and_done
+from venvstacks.api.options import ExportOptions, PublishOptions
+from venvstacks.api.results import PublishResult, publish_report
+from venvstacks.api.stack import Stack
 from venvstacks.cli.common import (
-    LoadedStack,
     build_dir_option,
-    choose_layers,
-    include_options,
+    include_options_selecting,
     jobs_option,
     load_stack,
     selection_display_options,
     spec_argument,
 )
-from venvstacks.errors import StackError
-from venvstacks.plan.layers import LayerPlan
+from venvstacks.cli.output import Output, report_option, shown_and_done, subscriber
 from venvstacks.plan.layout import relative_to_common
-from venvstacks.publish.archive import LEVEL_RANGES, ArchiveFormat
-from venvstacks.publish.layers import PublishOptions, layer_metadata, write_manifest
+from venvstacks.publish.archive import ArchiveFormat
 
-__all__ = ["COMMANDS", "publish_options_from", "report_published"]
+__all__ = ["COMMANDS", "render_published"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 FORMATS = [str(f) for f in ArchiveFormat]
+INCLUDE_SELECTS = (
+    "Only the matching layers: their lower layers only with --publish-dependencies, the layers "
+    "built on them only with --publish-derived."
+)
 
 
 def output_options(default_dir: str, archives: bool) -> Callable[[F], F]:
@@ -63,6 +65,7 @@ def output_options(default_dir: str, archives: bool) -> Callable[[F], F]:
             ),
             jobs_option("Publish up to N layers at once."),
             *selection_display_options("publishing"),
+            report_option,
         ]
         if archives:
             options += [
@@ -94,135 +97,50 @@ def output_options(default_dir: str, archives: bool) -> Callable[[F], F]:
     return decorate
 
 
-def publish_options_from(
-    stack: LoadedStack,
-    output_dir: str | None,
-    fmt: str | None,
-    tag_outputs: bool,
-    force: bool,
-    export: bool,
-    level: int | None = None,
-) -> PublishOptions:
-    default = "_export" if export else "_artifacts"
-    settings = stack.spec.settings
-    chosen_dir = (
-        Path(output_dir).expanduser()
-        if output_dir
-        else (settings.output_dir if not export and settings.output_dir else None)
-    )
-    folder = stack.layout.output_dir(chosen_dir, default)
-    chosen_fmt = ArchiveFormat(fmt or settings.archive_format or str(ArchiveFormat.TAR_XZ))
-    chosen_level = level if level is not None else settings.compression_level
-    if chosen_level is not None:
-        low, high = LEVEL_RANGES[str(chosen_fmt)]
-        if not low <= chosen_level <= high:
-            raise StackError(
-                f"compression level for {chosen_fmt} must be {low} to {high}, not {chosen_level}"
-            )
-    return PublishOptions(folder.absolute(), chosen_fmt, tag_outputs, force, export, chosen_level)
+def render_published(out: Output, result: PublishResult) -> None:
+    """The paths a publish or export wrote (the manifest itself is in the file and the report)."""
+    noun = "export" if result.export else "stack"
+    if result.manifest is None:
+        return
+    metadata = [layer.metadata_path for layer in result.layers.values()]
+    artefacts = [layer.artefact for layer in result.layers.values()]
+    base, relative = relative_to_common([result.manifest, *metadata, *artefacts])
+    out.say(f"Full {noun} manifest saved to: {relative[0]}")
+    out.say("Individual layer manifests:")
+    for rel in relative[1 : 1 + len(metadata)]:
+        out.say(f"  {rel}")
+    out.say("Exported environments:" if result.export else "Generated artifacts:")
+    for rel in relative[1 + len(metadata) :]:
+        out.say(f"  {rel}")
+    out.say(f"All paths reported relative to {base}")
 
 
-def selected_layers(
-    stack: LoadedStack, include: Sequence[str], allow_missing: bool, deps: bool, derived: bool
-) -> tuple[LayerPlan, ...]:
-    from venvstacks.plan.platforms import build_platform
-
-    layers = choose_layers(
-        stack.plan, include, allow_missing, with_dependencies=deps, with_derived=derived
-    )
-    return tuple(l for l in layers if l.targets(build_platform()))
-
-
-def _ensure_built(stack: LoadedStack, layers: Sequence[LayerPlan]) -> None:
-    """publish and local-export never build: the selected layers must be built and current."""
-    from venvstacks.cli.status import stack_task_views
-
-    views = stack_task_views(stack, layers)
-    stale = sorted(
-        {
-            v.name.split(":", 1)[1]
-            for v in views
-            if v.name.startswith(("lock:", "install:", "link:", "runtime:"))
-            and v.state != "up-to-date"
-        }
-    )
-    if stale:
-        raise StackError(
-            f"not built or out of date: {', '.join(stale)} (run `venvstacks build` first)"
-        )
+def _render_dry_run(out: Output, stack: Stack, result: PublishResult) -> None:
+    requests: dict[str, list[Any]] = {}
+    for env, meta in result.requests.items():
+        requests.setdefault(stack.plan[env].kind.category, []).append(dict(meta))
+    what = "Environment export" if result.export else "Archive creation"
+    doing = "local export" if result.export else "publishing"
+    out.say(f"{what} skipped, reporting {doing} request details:")
+    out.say(json.dumps({"layers": requests}, indent=2, sort_keys=True))
+    where = "Environments" if result.export else "Archives and metadata"
+    out.say(f"{where} will be published to {result.output_dir}")
 
 
-def report_published(stack: LoadedStack, options: PublishOptions, envs: Sequence[str]) -> None:
-    manifest = write_manifest(stack.plan, envs, options)  # type: ignore[arg-type]
-    data = json.loads(manifest.read_text())
-    data["layers"] = {k: data["layers"][k] for k in ("runtimes", "frameworks", "applications")}
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
-    paths = [manifest] + [options.metadata_path(e) for e in envs]  # type: ignore[arg-type]
-    if options.export:
-        artefacts = [
-            options.output_dir / m["install_target"]
-            for kind in data["layers"].values()
-            for m in kind
-        ]
+def _render(out: Output, stack: Stack, result: PublishResult, command: str) -> None:
+    if not result.layers and not result.requests:
+        out.say("No environments found to publish on this platform")
+    elif result.dry_run:
+        _render_dry_run(out, stack, result)
     else:
-        artefacts = [
-            options.output_dir / m["archive_name"] for kind in data["layers"].values() for m in kind
-        ]
-    base, relative = relative_to_common([*paths, *artefacts])
-    noun = "export" if options.export else "stack"
-    click.echo(f"Full {noun} manifest saved to: {relative[0]}")
-    click.echo("Individual layer manifests:")
-    for rel in relative[1 : len(paths)]:
-        click.echo(f"  {rel}")
-    click.echo("Exported environments:" if options.export else "Generated artifacts:")
-    for rel in relative[len(paths) :]:
-        click.echo(f"  {rel}")
-    click.echo(f"All paths reported relative to {base}")
-
-
-def _dry_run(stack: LoadedStack, options: PublishOptions, layers: Sequence[LayerPlan]) -> None:
-    requests = {l.kind.category: [] for l in layers}  # type: dict[str, list[Any]]
-    for layer in layers:
-        requests[layer.kind.category].append(
-            layer_metadata(stack.plan, stack.layout, layer.env_name)
-        )
-    what = "Environment export" if options.export else "Archive creation"
-    click.echo(
-        f"{what} skipped, reporting {'local export' if options.export else 'publishing'} request details:"
-    )
-    click.echo(json.dumps({"layers": requests}, indent=2, sort_keys=True))
-    click.echo(
-        f"{'Environments' if options.export else 'Archives and metadata'} will be published to {options.output_dir}"
-    )
-
-
-def run_publish(
-    ctx: click.Context,
-    stack: LoadedStack,
-    layers: Sequence[LayerPlan],
-    options: PublishOptions,
-    jobs: int,
-    dry_run: bool,
-) -> None:
-    from venvstacks.cli.build import run_stack_tasks
-    from venvstacks.tasks.stack import StackTasks
-
-    if not layers:
-        click.echo("No environments found to publish on this platform")
-        return
-    if dry_run:
-        _dry_run(stack, options, layers)
-        return
-    tasks = StackTasks(stack.plan, stack.layout, publishing=options)
-    operation = "export" if options.export else "archive"
-    run_stack_tasks(stack, tasks, [f"{operation}:{l.env_name}" for l in layers], jobs, ctx)
-    report_published(stack, options, [l.env_name for l in layers])
+        render_published(out, result)
+    out.report(publish_report(command, result))
 
 
 @click.command()
 @spec_argument
 @build_dir_option
-@include_options
+@include_options_selecting(INCLUDE_SELECTS)
 @output_options("_artifacts", archives=True)
 @click.pass_context
 def publish(
@@ -240,7 +158,8 @@ def publish(
     show_first: bool,
     show_only: bool,
     as_json: bool,
-    fmt: str | None,
+    report: str | None,
+    fmt: Any,
     tag_outputs: bool,
     level: int | None,
 ) -> None:
@@ -250,21 +169,32 @@ def publish(
     __venvstacks__/env_metadata/<layer>.json. Never locks or builds; an archive is only rewritten
     when the layer's content changed (archive_build counts real rebuilds).
     """
+    out = Output(as_json=as_json, report=report)
     stack = load_stack(spec_path, build_dir)
-    layers = selected_layers(stack, include, allow_missing, publish_dependencies, publish_derived)
+    options = PublishOptions(
+        include=include,
+        allow_missing=allow_missing,
+        with_dependencies=publish_dependencies,
+        with_derived=publish_derived,
+        output_dir=output_dir,
+        fmt=fmt,
+        tag_outputs=tag_outputs,
+        compression_level=level,
+        force=force,
+        dry_run=dry_run,
+        jobs=jobs,
+    )
     if shown_and_done(
-        stack, layers, ["publish"], show_first=show_first, show_only=show_only, as_json=as_json
+        out, stack, options, show_first=show_first, show_only=show_only, as_json=as_json
     ):
         return
-    options = publish_options_from(stack, output_dir, fmt, tag_outputs, force, False, level)
-    _ensure_built(stack, layers)
-    run_publish(ctx, stack, layers, options, jobs, dry_run)
+    _render(out, stack, stack.publish(options, progress=subscriber(ctx)), "publish")
 
 
 @click.command(name="local-export")
 @spec_argument
 @build_dir_option
-@include_options
+@include_options_selecting(INCLUDE_SELECTS)
 @output_options("_export", archives=False)
 @click.pass_context
 def local_export(
@@ -282,21 +212,30 @@ def local_export(
     show_first: bool,
     show_only: bool,
     as_json: bool,
+    report: str | None,
 ) -> None:
     """Export built layers as ready-to-run folders (post-installed in place) into the output dir.
 
     Each layer becomes <output>/<install target>/ with its metadata in __venvstacks__/. Files are
     hard-linked from the build dir where possible; never locks or builds.
     """
+    out = Output(as_json=as_json, report=report)
     stack = load_stack(spec_path, build_dir)
-    layers = selected_layers(stack, include, allow_missing, publish_dependencies, publish_derived)
+    options = ExportOptions(
+        include=include,
+        allow_missing=allow_missing,
+        with_dependencies=publish_dependencies,
+        with_derived=publish_derived,
+        output_dir=output_dir,
+        force=force,
+        dry_run=dry_run,
+        jobs=jobs,
+    )
     if shown_and_done(
-        stack, layers, ["export"], show_first=show_first, show_only=show_only, as_json=as_json
+        out, stack, options, show_first=show_first, show_only=show_only, as_json=as_json
     ):
         return
-    options = publish_options_from(stack, output_dir, None, False, force, export=True)
-    _ensure_built(stack, layers)
-    run_publish(ctx, stack, layers, options, jobs, dry_run)
+    _render(out, stack, stack.export(options, progress=subscriber(ctx)), "local-export")
 
 
 COMMANDS = [publish, local_export]

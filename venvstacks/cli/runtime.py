@@ -72,13 +72,31 @@ def pack(python: Path, output_dir: Path) -> None:
     help="A folder of runtime archives (repeatable); VENVSTACKS_RUNTIME_ARCHIVES is read too.",
 )
 @click.option("--all-platforms", is_flag=True, help="Also list archives for other platforms.")
-def list_runtimes(archive_dirs: tuple[Path, ...], all_platforms: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the archives found as a JSON list.")
+def list_runtimes(archive_dirs: tuple[Path, ...], all_platforms: bool, as_json: bool) -> None:
     """List the runtime archives found in the runtime archive folders."""
     folders = archive_dirs_from(archive_dirs)
     if not folders:
         raise _OneLineError("no runtime archive folders: pass --runtime-archives DIR")
     platform: TargetPlatform | None = None if all_platforms else build_platform()
     found = scan_archive_dirs(folders, platform)
+    if as_json:
+        from venvstacks.cli.output import Output
+
+        Output(as_json=True).document(
+            [
+                {
+                    "implementation": f"cpython@{c.version}",
+                    "version": str(c.version),
+                    "triple": c.triple,
+                    "host_packed": c.host_packed,
+                    "sha256_file": c.path.with_name(c.path.name + ".sha256").is_file(),
+                    "path": str(c.path),
+                }
+                for c in found
+            ]
+        )
+        return
     for candidate in found:
         origin = "host-packed" if candidate.host_packed else "python-build-standalone"
         checksum = candidate.path.with_name(candidate.path.name + ".sha256")

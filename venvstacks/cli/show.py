@@ -4,32 +4,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from venvstacks.cli.common import (
-    LoadedStack,
-    build_dir_option,
-    choose_layers,
-    include_options,
-    load_stack,
-    spec_argument,
-)
+from venvstacks.cli.common import build_dir_option, include_options, load_stack, spec_argument
 from venvstacks.cli.viewer import show_svg
 from venvstacks.errors import StackError
-from venvstacks.lock.state import StoredLocks
-from venvstacks.plan.layers import LayerPlan
-from venvstacks.report.render import GRAPH_FORMATS, Graph, render
-from venvstacks.report.show import (
-    layer_graph,
-    readable_task_graph,
-    show_json,
-    show_tree,
-    stack_status,
-)
+from venvstacks.report.render import GRAPH_FORMATS, render
+from venvstacks.report.show import show_json, show_tree
 
 __all__ = ["COMMANDS"]
 
@@ -52,8 +35,7 @@ def show(
     (name@N) after '->'.
     """
     stack = load_stack(spec_path, build_dir)
-    layers = choose_layers(stack.plan, include, allow_missing)
-    status = stack_status(stack.plan, layers, StoredLocks(stack.plan, stack.layout))
+    status = stack.show(include, allow_missing=allow_missing)
     click.echo(show_json(status) if as_json else show_tree(status), nl=False)
 
 
@@ -117,32 +99,18 @@ def graph(
     lock is valid.
     """
     stack = load_stack(spec_path, build_dir)
-    layers = choose_layers(stack.plan, include, allow_missing)
-    if show_tasks:
-        drawing = _task_drawing(stack, layers, with_status)
-        drawing = readable_task_graph(drawing, all_edges=all_edges, legend=with_status)
-    else:
-        drawing = layer_graph(stack.plan, layers, StoredLocks(stack.plan, stack.layout))
+    drawing = stack.graph(
+        include,
+        allow_missing=allow_missing,
+        tasks=show_tasks,
+        with_status=with_status,
+        all_edges=all_edges,
+    )
     if open_svg:
         show_svg(_to_svg(render(drawing, "dot")), output)
         return
     data = _to_svg(render(drawing, "dot")) if fmt == "svg" else render(drawing, fmt).encode()
     _emit(data, output)
-
-
-def _task_drawing(stack: LoadedStack, layers: Sequence[LayerPlan], with_status: bool) -> Graph:
-    from venvstacks.cli.status import stack_task_views
-    from venvstacks.tasks.view import TaskView, task_graph
-
-    views = stack_task_views(stack, layers)
-    if not with_status:
-        views = [TaskView(v.name, "", (), v.needs) for v in views]
-    graph = task_graph(f"{stack.spec.path.name} tasks", views, [l.env_name for l in layers])
-    if with_status:
-        return graph
-    return Graph(
-        graph.title, tuple(replace(n, state=None) for n in graph.nodes), graph.edges, graph.groups
-    )
 
 
 def _to_svg(dot_text: str) -> bytes:

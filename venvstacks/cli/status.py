@@ -2,96 +2,61 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import click
 
-from venvstacks.cli.common import (
-    LoadedStack,
-    build_dir_option,
-    choose_layers,
-    include_options,
-    load_stack,
-    spec_argument,
-)
+from venvstacks.cli.common import build_dir_option, include_options, load_stack, spec_argument
+from venvstacks.cli.output import Output
 from venvstacks.errors import StackError
-from venvstacks.lock.state import StoredLocks
-from venvstacks.plan.layers import LayerPlan
-from venvstacks.tasks.stack import StackTasks
 
-__all__ = ["COMMANDS", "lock_reasons", "stack_task_views"]
-
-
-_LOCK_FIELD_REASONS = {
-    "metadata": "not locked yet",
-    "pylock": "lock file missing",
-    "lock_input_hash": "requirements changed",
-    "requirements_hash": "lock file edited or damaged",
-    "other_inputs_hash": "runtime version, target versions or frameworks changed",
-    "version_inputs_hash": "launch/support modules or versioning changed",
-    "venvstacks_inputs_hash": "platforms, indexes or lower layers' locks changed",
-    "lower layer lock": "a lower layer must be relocked first",
-}
-
-
-def lock_reasons(stack: LoadedStack) -> dict[str, list[str]]:
-    """Why each stale lock task is stale, in the lock metadata's own terms."""
-    locks = StoredLocks(stack.plan, stack.layout)
-    reasons: dict[str, list[str]] = {}
-    for layer in stack.plan.enabled:
-        state = locks.state(layer.env_name)
-        if not state.valid:
-            reasons[f"lock:{layer.env_name}"] = [
-                _LOCK_FIELD_REASONS.get(f, f) for f in state.changed_fields
-            ]
-    return reasons
-
-
-def stack_task_views(stack: LoadedStack, layers: Sequence[LayerPlan]) -> list[Any]:
-    """The state of every task of the selected layers, with reasons (nothing is run)."""
-    from venvstacks.tasks.engine import task_states
-    from venvstacks.tasks.view import task_view
-
-    all_tasks = StackTasks(stack.plan, stack.layout).all_tasks()
-    states = task_states(all_tasks, stack.layout.task_db)
-    views = task_view(all_tasks, states, stack.spec.spec_dir, lock_reasons(stack))
-    chosen = {layer.env_name for layer in layers}
-    return [v for v in views if v.name.split(":", 1)[1] in chosen]
+__all__ = ["COMMANDS"]
 
 
 @click.command()
 @spec_argument
 @build_dir_option
 @include_options
-@click.option("--json", "as_json", is_flag=True, help="Print the task states as JSON.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the task states as JSON (a list of tasks)."
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit 1 when any task is stale (for CI: are the locks and builds current?), listing "
+    "the stale tasks on standard error.",
+)
 def status(
     spec_path: Path,
     build_dir: str | None,
     include: tuple[str, ...],
     allow_missing: bool,
     as_json: bool,
+    check: bool,
 ) -> None:
     """Show every task of the stack: up to date, stale (will run) or waiting, and why.
 
     Nothing is run or written. 'waiting' tasks run only if what they depend on produces
     different bytes (a relock that gives the same lock stops there).
     """
-    from venvstacks.tasks.view import render_status
+    from venvstacks.tasks.view import TaskView, render_status
 
     stack = load_stack(spec_path, build_dir)
-    layers = choose_layers(stack.plan, include, allow_missing)
-    views = stack_task_views(stack, layers)
+    result = stack.status(include, allow_missing=allow_missing)
     if as_json:
-        data = [
-            {"task": v.name, "state": v.state, "why": list(v.why), "needs": list(v.needs)}
-            for v in views
-        ]
-        click.echo(json.dumps(data, indent=2))
-    else:
+        Output(as_json=True).document(result.to_json())
+    elif not check:
+        views = [TaskView(t.name, t.state, t.why, t.needs) for t in result.tasks]
         click.echo(render_status(views), nl=False)
+    if check and result.stale:
+        if not as_json:
+            for task in result.stale:
+                click.echo(f"stale: {task.name}: {'; '.join(task.why)}", err=True)
+        raise StackError(
+            f"{len(result.stale)} task(s) stale: {', '.join(t.name for t in result.stale)}"
+        )
+    if check and not as_json:
+        click.echo(f"all {len(result.tasks)} tasks up to date")
 
 
 @click.command()
