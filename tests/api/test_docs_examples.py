@@ -57,7 +57,12 @@ def test_api_examples_run_without_click(
     script = "\n".join(doc_blocks("python")) + NO_CLI
     env = {k: v for k, v in os.environ.items() if k != "VENVSTACKS_RUNTIME_ARCHIVES"}
     result = subprocess.run(
-        [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True
+        [sys.executable, "-c", script],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert result.stdout.rstrip().endswith("API-EXAMPLES-OK")
