@@ -29,8 +29,8 @@ __all__ = ["COMMANDS", "render_published"]
 F = TypeVar("F", bound=Callable[..., Any])
 FORMATS = [str(f) for f in ArchiveFormat]
 INCLUDE_SELECTS = (
-    "Only the matching layers: their lower layers only with --publish-dependencies, the layers "
-    "built on them only with --publish-derived."
+    "Their lower layers are added only with --publish-dependencies, and the layers built on "
+    "them only with --publish-derived."
 )
 
 
