@@ -24,13 +24,15 @@ class Sources:
 
     Relative paths are taken from the spec's folder. Runtime archive folders are searched in
     order: these, then `$VENVSTACKS_RUNTIME_ARCHIVES`, then `[tool.venvstacks] runtime-archives`.
-    `runtime_fallback=None` keeps the spec's setting.
+    `runtime_fallback=None` keeps the spec's setting. `layer_cache=False` neither restores from
+    nor stores into the layer cache (`venvstacks.cache`).
     """
 
     use_index: bool = True
     local_wheels: tuple[Path, ...] = ()
     runtime_archives: tuple[Path, ...] = ()
     runtime_fallback: RuntimeFallback | None = None
+    layer_cache: bool = True
 
 
 @dataclass(frozen=True)

@@ -272,6 +272,7 @@ class Stack:
             lock_options=lock_options,
             runtime_options=self._runtime_options(options.sources),
             publishing=publishing,
+            cache=_layer_cache(options.sources),
         )
         if options.clean:  # only what was asked for: lower layers pulled in by include are kept
             self._clean_envs(
@@ -332,6 +333,7 @@ class Stack:
             self.layout,
             lock_options=self._lock_options(sources, reset, allow_missing),
             runtime_options=self._runtime_options(sources),
+            cache=_layer_cache(sources),
         )
 
     def _runtime_options(self, sources: Sources) -> envbuild.RuntimeOptions:
@@ -407,3 +409,10 @@ class Stack:
 
     def __repr__(self) -> str:
         return f"Stack({str(self.path)!r}, build_dir={str(self.build_dir)!r})"
+
+
+def _layer_cache(sources: Sources) -> Any:
+    """The layer cache the tasks use (`$VENVSTACKS_CACHE_DIR`...), or None when it is off."""
+    from venvstacks.cache.store import LayerCache
+
+    return LayerCache.from_environment() if sources.layer_cache else None

@@ -10,6 +10,7 @@ import click
 
 from venvstacks.api.options import BuildOptions, LockOptions, PublishOptions, Sources
 from venvstacks.api.results import BuildResult
+from venvstacks.cli.cache import no_layer_cache_option
 from venvstacks.cli.common import (
     build_dir_option,
     include_options,
@@ -63,6 +64,7 @@ def lock_options(func: F) -> F:
             help="'host': when no archive is found and the download fails, pack a matching Python from this machine.",
         ),
         jobs_option("Run up to N independent tasks at once."),
+        no_layer_cache_option,
         *selection_display_options("running"),
         report_option,
     ]
@@ -76,6 +78,7 @@ def sources_from(
     local_wheels: Sequence[Path],
     runtime_archives: Sequence[Path],
     runtime_fallback: str | None,
+    layer_cache: bool = True,
 ) -> Sources:
     """The API's `Sources`; runtime archive folders on the command line are taken from the cwd."""
     return Sources(
@@ -87,6 +90,7 @@ def sources_from(
         else None
         if not runtime_fallback
         else "none",
+        layer_cache=layer_cache,
     )
 
 
@@ -123,6 +127,7 @@ def lock(
     runtime_archives: tuple[Path, ...],
     runtime_fallback: str | None,
     jobs: int,
+    no_layer_cache: bool,
     show_first: bool,
     show_only: bool,
     as_json: bool,
@@ -141,7 +146,9 @@ def lock(
     options = LockOptions(
         include=include,
         allow_missing=allow_missing,
-        sources=sources_from(use_index, local_wheels, runtime_archives, runtime_fallback),
+        sources=sources_from(
+            use_index, local_wheels, runtime_archives, runtime_fallback, not no_layer_cache
+        ),
         reset=reset_lock,
         clean=clean,
         jobs=jobs,
@@ -265,6 +272,7 @@ def build(
     runtime_archives: tuple[Path, ...],
     runtime_fallback: str | None,
     jobs: int,
+    no_layer_cache: bool,
     show_first: bool,
     show_only: bool,
     as_json: bool,
@@ -309,7 +317,9 @@ def build(
         include=include,
         allow_missing=allow_missing,
         with_derived=build_derived,
-        sources=sources_from(use_index, local_wheels, runtime_archives, runtime_fallback),
+        sources=sources_from(
+            use_index, local_wheels, runtime_archives, runtime_fallback, not no_layer_cache
+        ),
         reset=reset_lock,
         lock_if_needed=lock_if_needed or lock_alias,
         clean=clean,

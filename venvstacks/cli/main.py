@@ -109,6 +109,7 @@ def _register_commands() -> None:
     cli.add_command(cli_runtime.runtime)
     for command in cli_completion.COMMANDS:
         cli.add_command(command)
+    cli.add_command(__import__("venvstacks.cli.cache", fromlist=["cache"]).cache)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,7 +16,7 @@ import re
 import sys
 import tempfile
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -348,8 +348,13 @@ def lock_layer(
     options: LockOptions,
     python: Path,
     now: datetime | None = None,
+    resolver: Resolver | None = None,
 ) -> LockOutcome:
-    """Bring one layer's lock up to date (lower layers must be locked already)."""
+    """Bring one layer's lock up to date (lower layers must be locked already).
+
+    `resolver` makes the lock text when uv must resolve (default `resolve_layer_lock`; the
+    layer cache passes one that may restore a stored result instead).
+    """
     layer = plan[env]
     _require_lower_locks(plan, layer, layout)
     state = stored_lock_state(plan, layer, layout)
@@ -364,7 +369,7 @@ def lock_layer(
     stored_text = lock_text = _read_text(paths.pylock)
     resolved = reset or lock_text is None or previous is None or state.needs_full_lock
     if resolved or lock_text is None:
-        lock_text = _resolve(plan, layer, layout, options, python, reset)
+        lock_text = (resolver or resolve_layer_lock)(plan, layer, layout, options, python, reset)
     meta = lockfile.next_metadata(
         _renewal_basis(previous, stored_text, lock_text),
         lock_text,
@@ -410,6 +415,26 @@ def _require_lower_locks(plan: StackPlan, layer: LayerPlan, layout: BuildLayout)
     missing = [d for d in layer.dependencies if not stored_lock_state(plan, plan[d], layout).valid]
     if missing:
         raise LockError(layer.env_name, f"cannot lock before its lower layers: {missing}")
+
+
+def resolve_layer_lock(
+    plan: StackPlan,
+    layer: LayerPlan,
+    layout: BuildLayout,
+    options: LockOptions,
+    python: Path,
+    reset: bool,
+) -> str:
+    """Resolve a layer with uv and process the result into its lock text (lower layers locked)."""
+    return _resolve(plan, layer, layout, options, python, reset)
+
+
+Resolver = Callable[[StackPlan, LayerPlan, BuildLayout, LockOptions, Path, bool], str]
+
+
+def uv_project_settings(plan: StackPlan, layer: LayerPlan, options: LockOptions) -> dict[str, Any]:
+    """The `[tool.uv]` settings of a layer's resolve project (before lower-layer constraints)."""
+    return _uv_project_settings(plan, layer, options)
 
 
 def _resolve(

@@ -65,15 +65,28 @@ def run_operation(
 
 
 def _lock_action(
-    plan: StackPlan, env: EnvName, layout: BuildLayout, options: locking.LockOptions
+    plan: StackPlan, env: EnvName, layout: BuildLayout, options: locking.LockOptions, cache: Any
 ) -> dict[str, Any]:
+    from venvstacks.cache.layers import LockResolver
+
     python = envbuild.runtime_python(layout, plan[env].runtime)
-    outcome = locking.lock_layer(plan, env, layout, options, python)
+    resolver = LockResolver(cache)
+    outcome = locking.lock_layer(plan, env, layout, options, python, resolver=resolver)
+    hit = resolver.outcomes.get(env) == "hit"
     return {
-        "resolved": outcome.resolved,
+        "resolved": outcome.resolved and not hit,  # uv ran
         "changed": outcome.changed,
         "locked_at": outcome.locked_at,
+        "cache": resolver.outcomes.get(env, "unused"),
     }
+
+
+def _install_action(
+    plan: StackPlan, env: EnvName, layout: BuildLayout, cache: Any
+) -> dict[str, Any]:
+    from venvstacks.cache.layers import install_layer
+
+    return install_layer(plan, env, layout, cache)
 
 
 def _stored_lock_valid(plan: StackPlan, env: EnvName, layout: BuildLayout, reset: bool) -> bool:
@@ -102,6 +115,7 @@ class StackTasks:
     lock_options: locking.LockOptions = field(default_factory=locking.LockOptions)
     runtime_options: envbuild.RuntimeOptions = field(default_factory=envbuild.RuntimeOptions)
     publishing: publish.PublishOptions | None = None  # when archive/export tasks are wanted
+    cache: Any = None  # cache.store.LayerCache, unless the layer cache is off
 
     @property
     def buildable(self) -> tuple[LayerPlan, ...]:
@@ -169,7 +183,15 @@ class StackTasks:
             "actions": [
                 (
                     run_operation,
-                    [_lock_action, None, self.plan, env, self.layout, self.lock_options],
+                    [
+                        _lock_action,
+                        None,
+                        self.plan,
+                        env,
+                        self.layout,
+                        self.lock_options,
+                        self.cache,
+                    ],
                 )
             ],
             "file_dep": file_dep,
@@ -207,7 +229,10 @@ class StackTasks:
             "name": env,
             "doc": f"build the {env} environment from its lock",
             "actions": [
-                (run_operation, [envbuild.install_layer, str(stamp), self.plan, env, self.layout])
+                (
+                    run_operation,
+                    [_install_action, str(stamp), self.plan, env, self.layout, self.cache],
+                )
             ],
             "file_dep": file_dep,
             "targets": [str(stamp)],
