@@ -173,3 +173,85 @@ def test_cache_commands(basic_stack: StackProject, isolated_layer_cache: Path) -
     assert json.loads(basic_stack.run("cache", "info", "--json").stdout)["entries"] == 0
     usage = basic_stack.run("cache", "prune", check=False)
     assert usage.returncode == 2
+
+
+def _start_build(project: StackProject, cache_dir: Path, *args: str) -> subprocess.Popen[str]:
+    import os
+    import sys
+
+    env = {**os.environ, "VENVSTACKS_CACHE_DIR": str(cache_dir)}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "venvstacks",
+            "-vv",
+            "build",
+            str(project.spec),
+            "--lock-if-needed",
+            *project.source_options(),
+            *args,
+        ],
+        cwd=project.root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _check_every_entry(cache_dir: Path) -> int:
+    from venvstacks.cache.store import LayerCache
+
+    cache = LayerCache(cache_dir)
+    entries = cache.entries()
+    for entry in entries:
+        assert cache.lookup(entry.kind, entry.digest) is not None, entry.folder
+    return len(entries)
+
+
+def test_two_builds_at_once_share_one_cache(basic_stack: StackProject, tmp_path: Path) -> None:
+    shared = tmp_path / "shared-cache"
+    twin = StackProject(tmp_path / "twin", basic_stack.runtime_archives, basic_stack.wheelhouse)
+    twin.write("venvstacks.toml", basic_stack.spec.read_text())
+    for name in ("app_a.py", "helper_b.py", "launch_b/__init__.py", "launch_b/__main__.py"):
+        twin.write(name, (basic_stack.root / name).read_text())
+    runs = [_start_build(p, shared) for p in (basic_stack, twin)]
+    for run in runs:
+        _out, err = run.communicate(timeout=600)
+        assert run.returncode == 0, err
+    assert _check_every_entry(shared) == 10
+    for project in (basic_stack, twin):
+        assert "vs_app_a" in app_output(project, project.build_dir)
+    third = _start_build(basic_stack, shared, "--build-dir", str(tmp_path / "third"))
+    _, err = third.communicate(timeout=600)
+    assert third.returncode == 0, err
+    assert uv_runs(subprocess.CompletedProcess([], 0, "", err)) == []
+
+
+def test_killed_builds_leave_no_damaged_entry(basic_stack: StackProject, tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    shared = tmp_path / "shared-cache"
+    for n, delay in enumerate((2.0, 4.0, 6.0)):
+        run = _start_build(basic_stack, shared, "--build-dir", str(tmp_path / f"b{n}"))
+        time.sleep(delay)
+        os.killpg(run.pid, signal.SIGKILL)
+        run.communicate()
+        _check_every_entry(shared)
+    final = _start_build(basic_stack, shared)
+    _, err = final.communicate(timeout=600)
+    assert final.returncode == 0, err
+    assert _check_every_entry(shared) == 10
+    assert "vs_app_a" in app_output(basic_stack, basic_stack.build_dir)
+    leftovers = shared / "v1" / "tmp"
+    subprocess.run(
+        [*__import__("fixtures_stacks").VENVSTACKS, "cache", "prune", "--older-than", "1000"],
+        env={**os.environ, "VENVSTACKS_CACHE_DIR": str(shared)},
+        check=True,
+        capture_output=True,
+    )
+    assert not leftovers.exists() or list(leftovers.iterdir()) == []

@@ -110,6 +110,9 @@ def _register_commands() -> None:
     for command in cli_completion.COMMANDS:
         cli.add_command(command)
     cli.add_command(__import__("venvstacks.cli.cache", fromlist=["cache"]).cache)
+    from venvstacks.cli import cache as cli_cache
+
+    cli.add_command(cli_cache.cache)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
