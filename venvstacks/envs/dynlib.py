@@ -345,7 +345,11 @@ def clean_scripts_dir(env_dir: Path, *, scripts_dir: str = "bin") -> list[Path]:
             site_dir = str(_absolute(record.parent.parent))
             rewritten = filter_record_text(record.read_text("utf-8"), site_dir, removed)
             if rewritten is not None:
-                record.write_bytes(rewritten.encode("utf-8"))
+                # Replaced, not written through: RECORD may be a hard link shared with the
+                # provisioned runtime or the layer cache.
+                fresh = record.with_name(record.name + ".venvstacks-tmp")
+                fresh.write_bytes(rewritten.encode("utf-8"))
+                fresh.replace(record)
     return doomed
 
 
