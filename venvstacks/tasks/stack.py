@@ -65,7 +65,7 @@ def run_operation(
 
 
 def _lock_action(
-    plan: StackPlan, env: EnvName, layout: BuildLayout, options: locking.LockOptions, cache: Any
+    plan: StackPlan, env: EnvName, layout: BuildLayout, cache: Any, options: locking.LockOptions
 ) -> dict[str, Any]:
     from venvstacks.cache.layers import LockResolver
 
@@ -189,8 +189,8 @@ class StackTasks:
                         self.plan,
                         env,
                         self.layout,
-                        self.lock_options,
                         self.cache,
+                        self.lock_options,
                     ],
                 )
             ],
