@@ -95,6 +95,7 @@ def _register_commands() -> None:
     if cli.commands:
         return
     from venvstacks.cli import build as cli_build
+    from venvstacks.cli import cache as cli_cache
     from venvstacks.cli import completion as cli_completion
     from venvstacks.cli import deploy as cli_deploy
     from venvstacks.cli import init as cli_init
@@ -107,12 +108,9 @@ def _register_commands() -> None:
         for command in module.COMMANDS:
             cli.add_command(command)
     cli.add_command(cli_runtime.runtime)
+    cli.add_command(cli_cache.cache)
     for command in cli_completion.COMMANDS:
         cli.add_command(command)
-    cli.add_command(__import__("venvstacks.cli.cache", fromlist=["cache"]).cache)
-    from venvstacks.cli import cache as cli_cache
-
-    cli.add_command(cli_cache.cache)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

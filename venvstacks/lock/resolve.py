@@ -117,7 +117,7 @@ def layer_inputs(plan: StackPlan, layer: LayerPlan, layout: BuildLayout) -> Laye
     extra = hash_strings(
         [
             f"platforms={','.join(sorted(str(p) for p in layer.platforms))}",
-            f"indexes={json.dumps(_uv_project_settings(plan, layer, LockOptions()), sort_keys=True, default=str)}",
+            f"indexes={json.dumps(uv_project_settings(plan, layer, LockOptions()), sort_keys=True, default=str)}",
             *(f"lower={d.env_name}:{h}" for d, h in zip(lower, lower_hashes, strict=True)),
         ]
     )
@@ -215,7 +215,7 @@ def _environment_markers(platforms: Sequence[TargetPlatform]) -> list[str]:
     ]
 
 
-def _uv_project_settings(plan: StackPlan, layer: LayerPlan, options: LockOptions) -> dict[str, Any]:
+def uv_project_settings(plan: StackPlan, layer: LayerPlan, options: LockOptions) -> dict[str, Any]:
     config = plan.spec.uv
     settings: dict[str, Any] = {k: v for k, v in config.settings.items()}
     settings.pop("exclude-newer", None)
@@ -244,7 +244,7 @@ def write_resolve_project(
     """The throw-away uv project whose lock becomes the layer's lock."""
     folder = layout.resolve_dir(layer.env_name)
     folder.mkdir(parents=True, exist_ok=True)
-    settings = _uv_project_settings(plan, layer, options)
+    settings = uv_project_settings(plan, layer, options)
     if constraints:
         own = list(settings.get("constraint-dependencies", []))
         settings["constraint-dependencies"] = [*own, *constraints]
@@ -341,6 +341,9 @@ def _run_uv_lock(
         raise LockError(env, f"{cause}; uv says:\n{_venvstacks_hints(tail(exc.output))}") from None
 
 
+Resolver = Callable[[StackPlan, LayerPlan, BuildLayout, LockOptions, Path, bool], str]
+
+
 def lock_layer(
     plan: StackPlan,
     env: EnvName,
@@ -352,8 +355,7 @@ def lock_layer(
 ) -> LockOutcome:
     """Bring one layer's lock up to date (lower layers must be locked already).
 
-    `resolver` makes the lock text when uv must resolve (default `resolve_layer_lock`; the
-    layer cache passes one that may restore a stored result instead).
+    `resolver` makes the lock text when uv must resolve (the layer cache's may restore it).
     """
     layer = plan[env]
     _require_lower_locks(plan, layer, layout)
@@ -418,26 +420,6 @@ def _require_lower_locks(plan: StackPlan, layer: LayerPlan, layout: BuildLayout)
 
 
 def resolve_layer_lock(
-    plan: StackPlan,
-    layer: LayerPlan,
-    layout: BuildLayout,
-    options: LockOptions,
-    python: Path,
-    reset: bool,
-) -> str:
-    """Resolve a layer with uv and process the result into its lock text (lower layers locked)."""
-    return _resolve(plan, layer, layout, options, python, reset)
-
-
-Resolver = Callable[[StackPlan, LayerPlan, BuildLayout, LockOptions, Path, bool], str]
-
-
-def uv_project_settings(plan: StackPlan, layer: LayerPlan, options: LockOptions) -> dict[str, Any]:
-    """The `[tool.uv]` settings of a layer's resolve project (before lower-layer constraints)."""
-    return _uv_project_settings(plan, layer, options)
-
-
-def _resolve(
     plan: StackPlan,
     layer: LayerPlan,
     layout: BuildLayout,
