@@ -9,21 +9,30 @@ written at deploy time, lets `verify` report files that differ from what was pub
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from fnmatch import fnmatchcase
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from venvstacks.deploy.extract import safe_extract, verify_archive
-from venvstacks.errors import DeployError, StackError
-from venvstacks.plan.layout import METADATA_DIR, METADATA_MANIFEST
-from venvstacks.plan.platforms import build_platform
+from doit.exceptions import InvalidCommand, InvalidDodoFile, InvalidTask
+
+from venvstacks.deploy.extract import safe_extract, sweep_scratch, verify_archive
+from venvstacks.deploy.published import PublishedLayer, load_published, select_published
+from venvstacks.deploy.verify import (
+    LAYER_CONFIG,
+    LayerDifferences,
+    compare,
+    file_manifest,
+    layer_site_dir,
+    read_recorded,
+)
+from venvstacks.errors import DeployError
+from venvstacks.publish.crashpoints import crash_point
+from venvstacks.publish.files import describe_os_error
+from venvstacks.publish.output import write_json
 from venvstacks.tasks.engine import RunResult, TaskDict, build_dir_lock, run_tasks
 from venvstacks.tasks.stack import run_operation
 
@@ -39,122 +48,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 STATE_DIR = ".venvstacks-deploy"
-LAYER_CONFIG = Path("share/venv/metadata/venvstacks_layer.json")
-# Written by postinstall, or caches: not part of what was published.
-_POSTINSTALL_OUTPUTS = ("pyvenv.cfg",)
-_CATEGORIES = ("runtimes", "frameworks", "applications")
-
-
-@dataclass(frozen=True)
-class PublishedLayer:
-    category: str
-    meta: Mapping[str, Any]
-
-    @property
-    def target(self) -> str:
-        return str(self.meta["install_target"])
-
-    @property
-    def lower(self) -> list[str]:
-        """Install targets this layer needs: its runtime, then its frameworks."""
-        if self.category == "runtimes":
-            return []
-        return [str(self.meta["runtime_layer"]), *map(str, self.meta.get("required_layers", []))]
-
-
-def _manifest_path(artifacts: Path) -> Path:
-    plain = artifacts / METADATA_DIR / METADATA_MANIFEST
-    if plain.exists():
-        return plain
-    tagged = artifacts / METADATA_DIR / f"venvstacks-{build_platform()}.json"
-    if tagged.exists():
-        return tagged
-    raise DeployError(
-        f"{artifacts}: no {METADATA_DIR}/{METADATA_MANIFEST} (is this a publish output dir?)"
-    )
-
-
-def load_published(artifacts: Path) -> list[PublishedLayer]:
-    """The published layers, runtimes first, from the stack manifest."""
-    path = _manifest_path(artifacts)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        layers = data["layers"]
-        return [PublishedLayer(cat, meta) for cat in _CATEGORIES for meta in layers.get(cat, [])]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise DeployError(f"{path}: not a valid venvstacks manifest ({exc})") from None
-
-
-def select_published(
-    layers: Sequence[PublishedLayer], include: Sequence[str]
-) -> list[PublishedLayer]:
-    """The layers matching `include` (layer names or install targets) and everything they need."""
-    if not include:
-        return list(layers)
-    by_target = {layer.target: layer for layer in layers}
-    wanted: dict[str, None] = {}
-    unmatched = []
-    for pattern in include:
-        matches = [
-            l
-            for l in layers
-            if fnmatchcase(l.target, pattern)
-            or fnmatchcase(str(l.meta.get("layer_name", "")), pattern)
-        ]
-        if not matches:
-            unmatched.append(pattern)
-        for layer in matches:
-            for needed in [*layer.lower, layer.target]:
-                wanted[needed] = None
-    if unmatched:
-        raise DeployError(f"no published layers match {', '.join(map(repr, unmatched))}")
-    missing = [t for t in wanted if t not in by_target]
-    if missing:
-        raise DeployError(
-            f"the artefacts lack layers that the selection needs: {', '.join(missing)}"
-        )
-    return [l for l in layers if l.target in wanted]
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _published_files(layer_dir: Path) -> Iterator[Path]:
-    for folder, dirs, files in os.walk(layer_dir):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        for name in sorted(files):
-            yield Path(folder) / name
-        for name in dirs:
-            if (Path(folder) / name).is_symlink():
-                yield Path(folder) / name
-
-
-def file_manifest(layer_dir: Path, site_dir: str | None) -> dict[str, str]:
-    """Every published entry of a deployed layer: sha256 for files, `->target` for symlinks."""
-    skip = {*_POSTINSTALL_OUTPUTS}
-    if site_dir:
-        skip.add(f"{site_dir}/sitecustomize.py")
-    result: dict[str, str] = {}
-    for path in _published_files(layer_dir):
-        rel = path.relative_to(layer_dir).as_posix()
-        if rel in skip:
-            continue
-        result[rel] = f"->{path.readlink()}" if path.is_symlink() else _file_digest(path)
-    return result
-
-
-def _layer_site_dir(layer_dir: Path) -> str | None:
-    try:
-        config = json.loads((layer_dir / LAYER_CONFIG).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    site = config.get("site_dir") if isinstance(config, dict) else None
-    return site if isinstance(site, str) else None
 
 
 def deploy_layer(
@@ -162,13 +55,24 @@ def deploy_layer(
 ) -> dict[str, Any]:
     """Verify, extract and post-install one layer; record what was deployed."""
     name = str(layer_meta["install_target"])
+    try:
+        return _deploy_layer(artifacts, target_dir, layer_meta, runtime, name)
+    except OSError as exc:
+        raise DeployError(f"layer {name}: cannot deploy: {describe_os_error(exc)}") from exc
+
+
+def _deploy_layer(
+    artifacts: Path, target_dir: Path, layer_meta: Mapping[str, Any], runtime: str, name: str
+) -> dict[str, Any]:
     archive = artifacts / str(layer_meta["archive_name"])
-    expected = layer_meta.get("archive_hashes", {}).get("sha256")
-    verify_archive(archive, int(layer_meta["archive_size"]), str(expected))
+    expected = str(layer_meta["archive_hashes"]["sha256"]).lower().removeprefix("sha256:")
+    verify_archive(archive, int(layer_meta["archive_size"]), expected)
     layer_dir = target_dir / name
     _refuse_foreign(target_dir, name)
+    crash_point("deploy-extracting")
     safe_extract(archive, layer_dir, expected_root=name, allow_peer_links=True, replace=True)
-    manifest = file_manifest(layer_dir, _layer_site_dir(layer_dir))
+    crash_point("deploy-extracted")
+    manifest = file_manifest(layer_dir, layer_site_dir(layer_dir))
     _postinstall(target_dir, name, runtime)
     record = {
         "install_target": name,
@@ -176,10 +80,8 @@ def deploy_layer(
         "sha256": expected,
         "files": manifest,
     }
-    state = _layer_record(target_dir, name)
-    state.parent.mkdir(parents=True, exist_ok=True)
-    state.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return {"install_target": name, "sha256": str(expected)}
+    write_json(_layer_record(target_dir, name), record)
+    return {"install_target": name, "sha256": expected}
 
 
 def _postinstall(target_dir: Path, name: str, runtime: str) -> None:
@@ -190,7 +92,7 @@ def _postinstall(target_dir: Path, name: str, runtime: str) -> None:
     )
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise DeployError(f"{name}: postinstall failed: {detail[0]}")
+        raise DeployError(f"layer {name}: postinstall failed in {target_dir / name}: {detail[0]}")
 
 
 def _layer_present(layer_dir: Path) -> bool:
@@ -228,41 +130,37 @@ def _is_current(target_dir: Path, name: str, sha256: str) -> bool:
     return same and _layer_present(target_dir / name)
 
 
-def _published_sha256(layer: PublishedLayer) -> str:
-    hashes = layer.meta.get("archive_hashes")
-    return str(hashes.get("sha256")) if isinstance(hashes, Mapping) else ""
-
-
 def _preflight(artifacts: Path, target_dir: Path, layers: Sequence[PublishedLayer]) -> None:
     """Check every layer that will be deployed before anything in `target_dir` changes."""
     for layer in layers:
-        if _is_current(target_dir, layer.target, _published_sha256(layer)):
+        if _is_current(target_dir, layer.target, layer.sha256):
             continue
-        meta = layer.meta
-        try:
-            size = int(meta["archive_size"])
-            expected = str(meta["archive_hashes"]["sha256"])
-            archive = artifacts / str(meta["archive_name"])
-        except (KeyError, TypeError, ValueError):
-            raise DeployError(
-                f"{layer.target}: incomplete archive metadata in the manifest"
-            ) from None
-        verify_archive(archive, size, expected)
+        verify_archive(
+            artifacts / layer.archive_name, int(layer.meta["archive_size"]), layer.sha256
+        )
         _refuse_foreign(target_dir, layer.target)
 
 
 def deploy_tasks(
-    artifacts: Path, target_dir: Path, layers: Sequence[PublishedLayer]
+    artifacts: Path,
+    target_dir: Path,
+    layers: Sequence[PublishedLayer],
+    redeploy: Sequence[str] = (),
 ) -> list[TaskDict]:
+    """One `deploy:<install target>` task per layer; those in ``redeploy`` always run."""
     tasks: list[TaskDict] = []
+    present = {layer.target for layer in layers}
     for layer in layers:
         stamp = target_dir / STATE_DIR / "stamps" / f"deploy.{layer.target}.json"
         runtime = layer.target if layer.category == "runtimes" else str(layer.meta["runtime_layer"])
+        uptodate: list[Any] = [(_is_current, [target_dir, layer.target, layer.sha256])]
+        if layer.target in redeploy:
+            uptodate.append(False)
         tasks.append(
             {
                 "basename": "deploy",
                 "name": layer.target,
-                "doc": f"deploy {layer.target} from {layer.meta['archive_name']}",
+                "doc": f"deploy {layer.target} from {layer.archive_name}",
                 "actions": [
                     (
                         run_operation,
@@ -277,11 +175,29 @@ def deploy_tasks(
                     )
                 ],
                 "targets": [str(stamp)],
-                "task_dep": [f"deploy:{t}" for t in layer.lower],
-                "uptodate": [(_is_current, [target_dir, layer.target, _published_sha256(layer)])],
+                "task_dep": [f"deploy:{t}" for t in layer.lower if t in present],
+                "uptodate": uptodate,
             }
         )
     return tasks
+
+
+def _damaged(target_dir: Path, layers: Sequence[PublishedLayer]) -> dict[str, LayerDifferences]:
+    """The selected layers deployed here whose files differ from their recorded manifests."""
+    found = {}
+    for layer in layers:
+        record = _layer_record(target_dir, layer.target)
+        if not record.exists():
+            continue
+        try:
+            recorded = read_recorded(record, layer.target)
+        except DeployError:
+            found[layer.target] = LayerDifferences(layer.target, (), (), ())
+            continue
+        differences = compare(layer.target, recorded, target_dir / layer.target)
+        if not differences.clean:
+            found[layer.target] = differences
+    return found
 
 
 def deploy(
@@ -291,30 +207,59 @@ def deploy(
     *,
     jobs: int = 1,
     progress: Any = None,
+    repair: bool = False,
 ) -> tuple[list[PublishedLayer], RunResult]:
-    """Deploy published layers into `target_dir`; only new or changed layers do any work."""
+    """Deploy published layers into `target_dir`; only new or changed layers do any work.
+
+    With ``repair``, every selected layer that `verify` would flag is extracted again from its
+    archive (and post-installed), and a warning names each one.
+    """
     artifacts = artifacts.absolute()
     target_dir = target_dir.absolute()
-    layers = select_published(load_published(artifacts), include)
+    listed, extra = load_published(artifacts)
+    layers = select_published(listed, include, extra, artifacts)
     if not layers:
         raise DeployError(f"{artifacts}: the manifest lists no layers")
     _preflight(artifacts, target_dir, layers)
-    target_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        target_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DeployError(f"cannot create {target_dir}: {describe_os_error(exc)}") from None
     state = target_dir / STATE_DIR
     with build_dir_lock(state / "deploy.lock"):
-        tasks = deploy_tasks(artifacts, target_dir, layers)
-        result = run_tasks(
-            tasks,
-            [f"deploy:{l.target}" for l in layers],
-            state / "tasks.db",
-            jobs=jobs,
-            progress=progress,
-        )
+        sweep_scratch(target_dir, [layer.target for layer in layers] + _known_targets(target_dir))
+        damaged = _damaged(target_dir, layers) if repair else {}
+        for target, differences in damaged.items():
+            _log.warning(
+                "repairing %s: %d file(s) differ from what was published; restoring it from %s",
+                target, differences.count,
+                next(l.archive_name for l in layers if l.target == target),
+            )  # fmt: skip
+        tasks = deploy_tasks(artifacts, target_dir, layers, list(damaged))
+        try:
+            result = run_tasks(
+                tasks,
+                [f"deploy:{l.target}" for l in layers],
+                state / "tasks.db",
+                jobs=jobs,
+                progress=progress,
+            )
+        except (InvalidTask, InvalidCommand, InvalidDodoFile) as exc:
+            raise DeployError(f"cannot plan the deployment: {exc}") from None
     if result.code != 0:
         first = next(iter(result.failures.values()), f"deploy failed with status {result.code}")
-        raise DeployError(first)
+        raise DeployError(first.strip().splitlines()[-1] if "Traceback" in first else first)
     _write_record(target_dir, layers)
+    for target in damaged:
+        _log.warning("repaired %s", target)
     return layers, result
+
+
+def _known_targets(target_dir: Path) -> list[str]:
+    try:
+        return list(deployed_layers(target_dir))
+    except DeployError:
+        return []
 
 
 def _write_record(target_dir: Path, layers: Sequence[PublishedLayer]) -> None:
@@ -323,12 +268,17 @@ def _write_record(target_dir: Path, layers: Sequence[PublishedLayer]) -> None:
         known = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         known = {}
+    if not isinstance(known, dict):
+        known = {}
     for layer in layers:
         known[layer.target] = {
             "category": layer.category,
             **{k: v for k, v in layer.meta.items() if k != "venvstacks_build"},
         }
-    path.write_text(json.dumps(known, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    try:
+        write_json(path, known)
+    except OSError as exc:
+        raise DeployError(f"cannot record the deployment: {describe_os_error(exc)}") from None
 
 
 def deployed_layers(target_dir: Path) -> dict[str, dict[str, Any]]:
@@ -381,37 +331,12 @@ def run_app(target_dir: Path, app: str, args: Sequence[str]) -> int:
     return subprocess.run([str(python), "-m", module, *args], check=False, env=env).returncode
 
 
-@dataclass(frozen=True)
-class LayerDifferences:
-    target: str
-    missing: tuple[str, ...]
-    changed: tuple[str, ...]
-    added: tuple[str, ...]
-
-    @property
-    def clean(self) -> bool:
-        return not (self.missing or self.changed or self.added)
-
-
 def verify_deployment(target_dir: Path) -> list[LayerDifferences]:
     """Compare every deployed layer's files with the manifest recorded when it was deployed."""
     target_dir = target_dir.absolute()
-    results = []
-    for target in deployed_layers(target_dir):
-        state = target_dir / STATE_DIR / "layers" / f"{target}.json"
-        try:
-            recorded: dict[str, str] = json.loads(state.read_text(encoding="utf-8"))["files"]
-        except (OSError, ValueError, KeyError):
-            raise StackError(f"{state}: no file manifest for {target} (redeploy it)") from None
-        layer_dir = target_dir / target
-        current = file_manifest(layer_dir, _layer_site_dir(layer_dir)) if layer_dir.exists() else {}
-        current.pop("postinstall.py", None) if "postinstall.py" not in recorded else None
-        results.append(
-            LayerDifferences(
-                target,
-                tuple(sorted(set(recorded) - set(current))),
-                tuple(sorted(k for k in recorded if k in current and current[k] != recorded[k])),
-                tuple(sorted(set(current) - set(recorded))),
-            )
+    return [
+        compare(
+            target, read_recorded(_layer_record(target_dir, target), target), target_dir / target
         )
-    return results
+        for target in deployed_layers(target_dir)
+    ]

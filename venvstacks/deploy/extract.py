@@ -33,10 +33,23 @@ from venvstacks.publish.archive import (
     open_archive,
     read_archive_members,
 )
+from venvstacks.publish.files import describe_os_error
 
-__all__ = ["MemberRejected", "check_members", "safe_extract", "verify_archive"]
+__all__ = [
+    "MemberRejected",
+    "check_expansion",
+    "check_members",
+    "safe_extract",
+    "sweep_scratch",
+    "verify_archive",
+]
 
 _ACCEPTED_KINDS = frozenset({"dir", "file", "symlink", "hardlink"})
+_EXTRACTING = "extracting-"
+_RETIRED = "retired-"
+MAX_EXPANSION_ENV = "VENVSTACKS_DEPLOY_MAX_EXPANSION"
+DEFAULT_MAX_EXPANSION = 50
+EXPANSION_FLOOR = 64 * 1024 * 1024
 
 
 class MemberRejected(Exception):
@@ -192,18 +205,22 @@ def _move_into_place(extracted: Path, target_dir: Path, replace: bool) -> None:
         return
     if not replace:
         raise DeployError(f"{target_dir} appeared while extracting; not replaced")
-    retired = Path(tempfile.mkdtemp(prefix=f".{target_dir.name}.", dir=target_dir.parent))
+    retired = Path(tempfile.mkdtemp(prefix=f".{target_dir.name}.{_RETIRED}", dir=target_dir.parent))
     target_dir.rename(retired / target_dir.name)
     extracted.rename(target_dir)
     shutil.rmtree(retired, ignore_errors=True)
 
 
-def _checked_members(archive: Path, expected_root: str | None, allow_peer_links: bool) -> str:
+def _checked_members(
+    archive: Path, expected_root: str | None, allow_peer_links: bool
+) -> tuple[str, list[ArchiveMember]]:
     try:
         members = read_archive_members(archive)
-        return check_members(
+        root = check_members(
             members, expected_root=expected_root, allow_peer_links=allow_peer_links
         )
+        check_expansion(members, archive.stat().st_size)
+        return root, members
     except MemberRejected as exc:
         raise DeployError(f"{archive}: refusing to extract {exc}") from None
     except DeployError:
@@ -230,20 +247,94 @@ def safe_extract(
     """
     if target_dir.exists() and not replace:
         raise DeployError(f"cannot extract {archive}: {target_dir} already exists")
-    root = _checked_members(archive, expected_root, allow_peer_links)
-    target_dir.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{target_dir.name}.", dir=target_dir.parent))
+    root, members = _checked_members(archive, expected_root, allow_peer_links)
+    layer = f"layer {target_dir.name}: "
+    try:
+        target_dir.parent.mkdir(parents=True, exist_ok=True)
+        check_free_space(members, target_dir.parent)
+        scratch = Path(
+            tempfile.mkdtemp(prefix=f".{target_dir.name}.{_EXTRACTING}", dir=target_dir.parent)
+        )
+    except OSError as exc:
+        raise DeployError(
+            f"{layer}cannot extract into {target_dir.parent}: {describe_os_error(exc)}"
+        ) from None
+    except MemberRejected as exc:
+        raise DeployError(f"{layer}{exc.reason}") from None
     try:
         if detect_format(archive) is ArchiveFormat.ZIP:
             _extract_zip(archive, scratch)
         else:
             _extract_tar(archive, scratch, allow_peer_links)
         _move_into_place(scratch / root, target_dir, replace)
+    except OSError as exc:
+        if exc.errno is None:  # a damaged gzip stream, not the file system
+            raise DeployError(f"{archive}: extraction failed: {exc}") from None
+        raise DeployError(
+            f"{layer}cannot extract {archive.name} into {target_dir}: {describe_os_error(exc)}"
+        ) from None
     except ARCHIVE_READ_ERRORS as exc:
         raise DeployError(f"{archive}: extraction failed: {exc}") from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return target_dir
+
+
+def sweep_scratch(target_dir: Path, layers: Sequence[str]) -> list[Path]:
+    """Remove extraction scratch and retired folders that killed deploys left in ``target_dir``.
+
+    Call only while holding the deployment's lock. Only hidden folders named after a layer
+    (``.<install target>.<anything>``) are removed; nothing else in the folder is touched.
+    """
+    removed: list[Path] = []
+    prefixes = tuple(f".{name}." for name in layers)
+    try:
+        entries = list(target_dir.iterdir())
+    except OSError:
+        return removed
+    for path in entries:
+        if path.name.startswith(prefixes) and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _max_expansion() -> int:
+    value = os.environ.get(MAX_EXPANSION_ENV, "")
+    return int(value) if value.isdigit() and int(value) > 0 else DEFAULT_MAX_EXPANSION
+
+
+def check_expansion(members: Sequence[ArchiveMember], archive_size: int) -> None:
+    """Refuse an archive whose declared content is far larger than any real layer's would be.
+
+    The declared sizes bound what extraction writes; a sum above ``max(EXPANSION_FLOOR,
+    ratio x archive size)`` (ratio ``$VENVSTACKS_DEPLOY_MAX_EXPANSION``, default 50) is taken
+    for a decompression bomb (such as a 1 GB file of zeros in a few KB).
+    """
+    total = sum(m.size for m in members if m.kind == "file")
+    ratio = _max_expansion()
+    limit = max(EXPANSION_FLOOR, ratio * archive_size)
+    if total > limit:
+        biggest = max((m for m in members if m.kind == "file"), key=lambda m: m.size)
+        raise MemberRejected(
+            biggest.name,
+            f"the archive declares {_mb(total)} of files from {_mb(archive_size)} "
+            f"(over {ratio} times its size; raise ${MAX_EXPANSION_ENV} if this is real)",
+        )
+
+
+def check_free_space(members: Sequence[ArchiveMember], folder: Path) -> None:
+    """Refuse to start an extraction the file system cannot hold (declared sizes + blocks)."""
+    needed = sum(m.size + 4096 for m in members)
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise MemberRejected(
+            "", f"extracting needs about {_mb(needed)}, only {_mb(free)} free in {folder}"
+        )
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size} bytes"
 
 
 def verify_archive(path: Path, size: int, sha256: str) -> None:

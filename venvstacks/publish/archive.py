@@ -23,7 +23,6 @@ import os
 import stat
 import sys
 import tarfile
-import tempfile
 import time
 import zipfile
 import zlib
@@ -36,6 +35,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any, Literal
 
 from venvstacks.errors import DeployError, PublishError
+from venvstacks.publish.files import describe_os_error, partial_file
 
 __all__ = [
     "ARCHIVE_READ_ERRORS",
@@ -46,10 +46,12 @@ __all__ = [
     "archive_suffix",
     "detect_format",
     "exclude_paths",
+    "file_info",
     "open_archive",
     "read_archive_members",
     "sha256_file",
     "write_archive",
+    "write_archive_to",
 ]
 
 ProgressCallback = Callable[[int, int], None]
@@ -58,7 +60,7 @@ ProgressCallback = Callable[[int, int], None]
 ExcludeCallback = Callable[[PurePosixPath], bool]
 """Called with a path relative to the archived folder; True leaves it (and its content) out."""
 
-MemberKind = Literal["dir", "file", "symlink", "hardlink", "device", "fifo", "other"]
+MemberKind = Literal["dir", "file", "symlink", "hardlink", "device", "fifo", "sparse", "other"]
 
 XZ_CHUNK_SIZE = 16 * 1024 * 1024
 """Bytes of tar stream per independently compressed xz block (changing it changes the bytes)."""
@@ -447,6 +449,36 @@ def _check_request(source_dir: Path, root_name: str, clamp_mtime: int) -> None:
         raise PublishError(root_name, f"invalid archive clamp time {clamp_mtime}")
 
 
+def write_archive_to(
+    source_dir: Path,
+    root_name: str,
+    sink: IO[bytes],
+    *,
+    fmt: ArchiveFormat = ArchiveFormat.TAR_XZ,
+    clamp_mtime: int,
+    threads: int = 0,
+    progress: ProgressCallback | None = None,
+    exclude: ExcludeCallback | None = None,
+    level: int | None = None,
+) -> None:
+    """Write the archive of ``source_dir`` (see `write_archive`) into an open binary file."""
+    _check_request(source_dir, root_name, clamp_mtime)
+    threads = threads if threads > 0 else (os.cpu_count() or 1)
+    entries = _collect_entries(source_dir, root_name, exclude)
+    if fmt is ArchiveFormat.ZIP:
+        _write_zip(entries, sink, clamp_mtime, progress, ZIP_LEVEL if level is None else level)
+    else:
+        with _compressing(fmt, sink, threads, level) as stream:
+            _write_tar(entries, stream, clamp_mtime, progress)
+    sink.flush()
+    os.fsync(sink.fileno())
+
+
+def file_info(path: Path) -> ArchiveInfo:
+    """The size and SHA-256 of a file."""
+    return ArchiveInfo(path, path.stat().st_size, sha256_file(path))
+
+
 def write_archive(
     source_dir: Path,
     root_name: str,
@@ -469,28 +501,20 @@ def write_archive(
     `LEVEL_RANGES`). Raises PublishError (layer ``root_name``) when the folder cannot be archived.
     """
     _check_request(source_dir, root_name, clamp_mtime)
-    threads = threads if threads > 0 else (os.cpu_count() or 1)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
-    temp_path = Path(temp_name)
     try:
-        with os.fdopen(fd, "wb") as sink:
-            entries = _collect_entries(source_dir, root_name, exclude)
-            if fmt is ArchiveFormat.ZIP:
-                _write_zip(
-                    entries, sink, clamp_mtime, progress, ZIP_LEVEL if level is None else level
-                )
-            else:
-                with _compressing(fmt, sink, threads, level) as stream:
-                    _write_tar(entries, stream, clamp_mtime, progress)
-        temp_path.chmod(0o644)
-        digest = sha256_file(temp_path)
-        size = temp_path.stat().st_size
-        temp_path.replace(dest)
+        with partial_file(dest) as (temp_path, sink):
+            write_archive_to(
+                source_dir, root_name, sink, fmt=fmt, clamp_mtime=clamp_mtime,
+                threads=threads, progress=progress, exclude=exclude, level=level,
+            )  # fmt: skip
+            temp_path.chmod(0o644)
+            info = file_info(temp_path)
+            temp_path.replace(dest)
     except OSError as exc:
-        raise PublishError(root_name, f"cannot write archive {dest}: {exc}") from exc
-    finally:
-        temp_path.unlink(missing_ok=True)
-    return ArchiveInfo(dest, size, digest)
+        raise PublishError(
+            root_name, f"cannot write archive {dest}: {describe_os_error(exc)}"
+        ) from exc
+    return ArchiveInfo(dest, info.size, info.sha256)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -575,6 +599,8 @@ def open_archive(path: Path) -> Iterator[tarfile.TarFile]:
 
 
 def _tar_kind(info: tarfile.TarInfo) -> MemberKind:
+    if info.issparse():
+        return "sparse"
     if info.isdir():
         return "dir"
     if info.isreg():

@@ -17,7 +17,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,14 +33,17 @@ from venvstacks.plan.layout import METADATA_DIR, METADATA_ENV_DIR, METADATA_MANI
 from venvstacks.plan.names import EnvName, LayerKind
 from venvstacks.plan.platforms import build_platform
 from venvstacks.proc import uv_command
-from venvstacks.publish.archive import ArchiveFormat, archive_suffix, write_archive
+from venvstacks.publish import output
+from venvstacks.publish.archive import ArchiveFormat, archive_suffix
+from venvstacks.publish.files import describe_os_error
 
 __all__ = [
     "PublishOptions",
-    "archive_layer",
+    "archive_name",
     "export_layer",
     "layer_metadata",
-    "output_present",
+    "prepare_deployed_copy",
+    "tree_fingerprint",
     "write_manifest",
 ]
 
@@ -72,17 +74,6 @@ class PublishOptions:
         tag = "" if self.export else self.platform_tag
         name = METADATA_MANIFEST if not tag else f"venvstacks{tag}.json"
         return self.output_dir / METADATA_DIR / name
-
-
-def output_present(options: PublishOptions, env: EnvName) -> bool:
-    """True when the archive (or export folder) named by the layer's published metadata exists."""
-    meta = _read_json(options.metadata_path(env))
-    if meta is None:
-        return False
-    if options.export:
-        return (options.output_dir / str(meta.get("install_target", ""))).is_dir()
-    name = meta.get("archive_name")
-    return isinstance(name, str) and (options.output_dir / name).is_file()
 
 
 def _timestamp(locked_at: str) -> int:
@@ -223,105 +214,12 @@ def _walk_sorted(root: Path) -> Iterator[Path]:
             yield from _walk_sorted(entry)
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
-def _archive_name(meta: Mapping[str, Any], build: int, options: PublishOptions) -> str:
+def archive_name(meta: Mapping[str, Any], build: int, options: PublishOptions) -> str:
+    """The final archive name of a layer's metadata at archive build ``build``."""
     base = str(meta["install_target"])
     if options.tag_outputs:
         base = f"{base}-{build_platform()}-{build}"
     return base + archive_suffix(options.fmt)
-
-
-def _reusable(
-    previous: Mapping[str, Any] | None,
-    record: Mapping[str, Any] | None,
-    fingerprint: str,
-    options: PublishOptions,
-    meta: Mapping[str, Any],
-) -> bool:
-    if options.force or previous is None or record is None:
-        return False
-    if record.get("fingerprint") != fingerprint or record.get("format") != str(options.fmt):
-        return False
-    if record.get("level") != options.level:
-        return False
-    same_lock = all(
-        previous.get(k) == meta[k]
-        for k in ("lock_version", "locked_at", "requirements_hash", "install_target")
-    )
-    archive = options.output_dir / str(previous.get("archive_name", ""))
-    return (
-        same_lock and archive.is_file() and archive.stat().st_size == previous.get("archive_size")
-    )
-
-
-def archive_layer(
-    plan: StackPlan, env: EnvName, layout: BuildLayout, options: PublishOptions, record_path: Path
-) -> dict[str, Any]:
-    """Publish one layer as an archive plus `env_metadata/<layer>.json`; returns the metadata."""
-    meta = layer_metadata(plan, layout, env)
-    previous = _read_json(options.metadata_path(env))
-    # One record per destination (output dir, tag): publishing the same layer to several output
-    # dirs or formats must not make each of them look changed to the others.
-    records = _read_json(record_path) or {}
-    outputs = records.get("outputs")
-    outputs = dict(outputs) if isinstance(outputs, dict) else {}
-    destination = str(options.metadata_path(env))
-    record = outputs.get(destination)
-    record = record if isinstance(record, dict) else None
-    staging_root = layout.state_dir / "publish"
-    staging_root.mkdir(parents=True, exist_ok=True)
-    options.output_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=staging_root) as tmp:
-        staged = prepare_deployed_copy(plan, layout, env, Path(tmp) / str(meta["install_target"]))
-        fingerprint = tree_fingerprint(staged)
-        if previous is not None and _reusable(previous, record, fingerprint, options, meta):
-            _log.info("%s: archive unchanged", env)
-            result = {**previous, **meta}  # same content: keep the archive fields
-            _write_json(options.metadata_path(env), result)
-            return result
-        same_version = previous is not None and previous.get("lock_version") == meta["lock_version"]
-        build = int(previous.get("archive_build", 0)) + 1 if previous and same_version else 1
-        name = _archive_name(meta, build, options)
-        info = write_archive(
-            staged,
-            str(meta["install_target"]),
-            options.output_dir / name,
-            fmt=options.fmt,
-            clamp_mtime=_timestamp(str(meta["locked_at"])),
-            level=options.level,
-        )
-    result = {
-        **meta,
-        "archive_build": build,
-        "archive_name": name,
-        "target_platform": str(build_platform()),
-        "archive_size": info.size,
-        "archive_hashes": {"sha256": info.sha256},
-    }
-    _write_json(options.metadata_path(env), result)
-    outputs[destination] = {
-        "fingerprint": fingerprint,
-        "format": str(options.fmt),
-        "level": options.level,
-        "archive": name,
-    }
-    _write_json(record_path, {"outputs": outputs})
-    _log.info("%s: wrote %s (%d bytes)", env, name, info.size)
-    return result
 
 
 def export_layer(
@@ -341,8 +239,11 @@ def export_layer(
         raise
     envbuild.swap_into_place(staging, target)
     _run_postinstall(env, target)
-    _write_json(options.metadata_path(env), meta)
-    _write_json(record_path, {"exported": str(target)})
+    layer = output.LayerOutput(
+        plan, env, options.output_dir, options.metadata_path, options.manifest_path(), True
+    )
+    output.publish_metadata(layer, meta)
+    output.write_json(record_path, {"exported": str(target)})
     return meta
 
 
@@ -360,13 +261,27 @@ def _run_postinstall(env: EnvName, layer_dir: Path) -> None:
 
 
 def write_manifest(plan: StackPlan, envs: Sequence[EnvName], options: PublishOptions) -> Path:
-    """`__venvstacks__/venvstacks.json`: the metadata of the layers published by this run."""
-    layers: dict[str, list[Any]] = {"runtimes": [], "frameworks": [], "applications": []}
-    for env in envs:
-        meta = _read_json(options.metadata_path(env))
-        if meta is None:
-            raise PublishError(env, f"missing metadata {options.metadata_path(env)}")
-        layers[plan[env].kind.category].append(meta)
-    path = options.manifest_path()
-    _write_json(path, {"layers": layers})
+    """`__venvstacks__/venvstacks.json`: every layer of the stack with current metadata here.
+
+    ``envs`` (the layers this run published) must all be there. Layers published earlier keep
+    their entries, so a partial publish never hides the rest (0.8.0 listed only ``envs``).
+    Debris of interrupted publishes is swept first.
+    """
+    meta_dir = options.manifest_path().parent
+    try:
+        output.sweep_output(options.output_dir, meta_dir)
+        with output.metadata_lock(meta_dir):
+            try:
+                manifest = output.render_manifest(
+                    plan, options.output_dir, options.metadata_path, options.export, envs
+                )
+            except KeyError as exc:
+                env = EnvName(str(exc.args[0]))
+                raise PublishError(
+                    env, f"missing or incomplete metadata {options.metadata_path(env)}"
+                ) from None
+            path = options.manifest_path()
+            output.write_json(path, manifest)
+    except OSError as exc:
+        raise PublishError(None, f"cannot write {meta_dir}: {describe_os_error(exc)}") from exc
     return path

@@ -36,6 +36,7 @@ from venvstacks.plan.layers import LayerPlan, StackPlan
 from venvstacks.plan.layout import BuildLayout
 from venvstacks.plan.names import EnvName, LayerKind
 from venvstacks.plan.platforms import build_platform
+from venvstacks.publish import archives
 from venvstacks.publish import layers as publish
 from venvstacks.tasks.engine import TaskDict
 
@@ -281,10 +282,6 @@ def _link_format_version() -> str:
     return "link-format-1"
 
 
-def _publish_record(layout: BuildLayout, operation: str, env: EnvName) -> Path:
-    return layout.state_dir / "publish-records" / f"{operation}.{env}.json"
-
-
 def _publish_action(
     op: Callable[..., dict[str, Any]],
     plan: StackPlan,
@@ -303,7 +300,7 @@ def publish_task(
     """`archive:<env>` (or `export:<env>` for local exports) of one built layer."""
     env = layer.env_name
     operation = "export" if options.export else "archive"
-    op = publish.export_layer if options.export else publish.archive_layer
+    op = publish.export_layer if options.export else archives.archive_layer
     layout = stack.layout
     stamp = layout.stamp(operation, env)
     file_dep = [str(layout.stamp("link", env)), str(layout.lock(env).metadata)]
@@ -311,13 +308,16 @@ def publish_task(
     digest = hash_strings(
         [str(options.output_dir), str(options.fmt), str(options.tag_outputs), str(options.level)]
     )
+    record = archives.record_path(layout, operation, env)
     uptodate: list[Any] = [
         config_changed(digest),
         (_deployed_names_unchanged, [stack.plan, env, layout]),
+        # The archive (or export folder) is not a task target: a deleted, damaged or half-
+        # switched archive must make the task run, or the manifest would go on naming it.
+        (archives.output_intact, [options, env, record]),
     ]
     if options.force:
         uptodate.append(False)
-    record = _publish_record(layout, operation, env)
     return {
         "basename": operation,
         "name": env,
@@ -337,11 +337,4 @@ def publish_task(
 
 def publish_tasks(stack: StackTasks, options: publish.PublishOptions) -> list[TaskDict]:
     """The `archive:` (or `export:`) task of every buildable layer."""
-    tasks = []
-    for layer in stack.buildable:
-        task = publish_task(stack, layer, options)
-        # The archive (or export folder) is not a task target: without this check, a deleted
-        # archive is never written again while the manifest goes on listing it.
-        task["uptodate"] = [*task["uptodate"], (publish.output_present, [options, layer.env_name])]
-        tasks.append(task)
-    return tasks
+    return [publish_task(stack, layer, options) for layer in stack.buildable]
