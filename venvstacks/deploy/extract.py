@@ -33,6 +33,7 @@ from venvstacks.publish.archive import (
     open_archive,
     read_archive_members,
 )
+from venvstacks.publish.crashpoints import crash_point
 from venvstacks.publish.files import describe_os_error
 
 __all__ = [
@@ -266,6 +267,7 @@ def safe_extract(
             _extract_zip(archive, scratch)
         else:
             _extract_tar(archive, scratch, allow_peer_links)
+        crash_point("deploy-unpacked")
         _move_into_place(scratch / root, target_dir, replace)
     except OSError as exc:
         if exc.errno is None:  # a damaged gzip stream, not the file system

@@ -158,7 +158,8 @@ def archive_layer(
     try:
         return _archive_layer(plan, env, layout, options, record)
     except OSError as exc:
-        raise PublishError(env, f"cannot publish: {describe_os_error(exc)}") from exc
+        where = "" if exc.filename else f" into {options.output_dir}"
+        raise PublishError(env, f"cannot publish{where}: {describe_os_error(exc)}") from exc
 
 
 def _staging(layout: BuildLayout, env: EnvName) -> tempfile.TemporaryDirectory[str]:
@@ -199,10 +200,15 @@ def _archive_layer(
         else:
             with partial_file(options.output_dir / f"{target}{suffix}") as (partial, sink):
                 crash_point("archive-started")
-                write_archive_to(
-                    staged, target, sink, fmt=options.fmt,
-                    clamp_mtime=_timestamp(str(meta["locked_at"])), level=options.level,
-                )  # fmt: skip
+                try:
+                    write_archive_to(
+                        staged, target, sink, fmt=options.fmt,
+                        clamp_mtime=_timestamp(str(meta["locked_at"])), level=options.level,
+                    )  # fmt: skip
+                except OSError as exc:
+                    raise PublishError(
+                        env, f"cannot write archive {partial}: {describe_os_error(exc)}"
+                    ) from exc
                 partial.chmod(0o644)
                 info = file_info(partial)
                 crash_point("archive-written")

@@ -1,0 +1,278 @@
+"""End to end: deploy refuses bad input, repairs damaged layers, survives kills and full disks.
+
+One module-scoped basic stack is built and published once (tar.zst); each test deploys into
+folders of its own with the real CLI, damages things for real (chmod, symlinks, crafted
+metadata and archives, SIGKILL, a small tmpfs) and checks what the CLI says and leaves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fixtures_stacks import VENVSTACKS, StackProject, write_basic_stack
+
+pytestmark = pytest.mark.slow
+
+FMT = "tar.zst"
+RUNTIME = "cpython-3.11"
+
+
+@dataclass
+class Published:
+    project: StackProject
+    artifacts: Path
+    base: Path
+
+    def deploy(self, target: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.project.run("deploy", str(self.artifacts), str(target), *args, check=check)
+
+    def copy_artifacts(self, name: str) -> Path:
+        copy = self.base / name
+        shutil.copytree(self.artifacts, copy)
+        return copy
+
+
+@pytest.fixture(scope="module")
+def published(
+    tmp_path_factory: pytest.TempPathFactory,
+    runtime_archive_dir: Path,
+    wheelhouse: Path,
+    runtime_versions: Mapping[str, str],
+) -> Published:
+    base = tmp_path_factory.mktemp("deploy-robust")
+    project = StackProject(base / "stack", runtime_archive_dir, wheelhouse)
+    project.root.mkdir()
+    write_basic_stack(project, runtime_versions)
+    artifacts = base / "artifacts"
+    project.run(
+        "build", str(project.spec), "--lock-if-needed", *project.source_options(),
+        "--publish", "--format", FMT, "--output-dir", str(artifacts),
+    )  # fmt: skip
+    return Published(project, artifacts, base)
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines
+    assert "Traceback" not in result.stdout + result.stderr
+    return lines[0]
+
+
+def _runtime_python(deployed: Path) -> Path:
+    """The runtime's real interpreter file (bin/python is a symlink chain to it)."""
+    return (deployed / RUNTIME / "bin" / "python").resolve()
+
+
+# ---------------------------------------------------------------------------------------------
+# verify sees modes and symlink targets; deploy --repair restores
+# ---------------------------------------------------------------------------------------------
+
+
+def test_verify_flags_modes_and_symlinks_and_repair_restores(published: Published) -> None:
+    project = published.project
+    deployed = published.base / "repair"
+    published.deploy(deployed)
+    python = _runtime_python(deployed)
+    rel_python = python.relative_to(deployed / RUNTIME).as_posix()
+    python.chmod(0o644)
+    link = deployed / "app-a" / "bin" / "python_"
+    assert link.is_symlink()
+    link.unlink()
+    link.symlink_to(f"../../{RUNTIME}/bin/python3")
+    site = "lib/python3.11/site-packages"
+    (deployed / "app-b@1" / site / "helper_b.py").unlink()
+    (deployed / "app-b@1" / site / "stray.py").write_text("")
+    failed = project.run("run", str(deployed), "a", check=False)
+    assert failed.returncode != 0  # the runtime cannot start any more
+    result = project.run("verify", str(deployed), check=False)
+    _one_error_line(result)
+    out = result.stdout.splitlines()
+    assert f"  changed: {rel_python} (mode 0644, published 0755)" in out
+    assert f"  changed: bin/python_ (symlink to ../../{RUNTIME}/bin/python3, published ../../{RUNTIME}/bin/python)" in out
+    assert f"  missing: {site}/helper_b.py" in out and f"  added: {site}/stray.py" in out
+    # Without --repair, deploy changes nothing (the archives did not change).
+    assert "(0 updated" in published.deploy(deployed).stdout
+    repaired = published.deploy(deployed, "--repair")
+    assert "(3 updated" in repaired.stdout
+    for target in (RUNTIME, "app-a", "app-b@1"):
+        assert f"repairing {target}" in repaired.stderr and f"repaired {target}" in repaired.stderr
+    assert project.run("verify", str(deployed)).returncode == 0
+    assert "vs_frame2" in project.run("run", str(deployed), "a").stdout
+    assert project.run("run", str(deployed), "b").stdout.split()[-1] == "42"
+    assert "(0 updated" in published.deploy(deployed, "--repair").stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile metadata and archives
+# ---------------------------------------------------------------------------------------------
+
+
+def _rewrite_entry(artifacts: Path, layer: str, **changes: object) -> None:
+    manifest = artifacts / "__venvstacks__" / "venvstacks.json"
+    data = json.loads(manifest.read_text())
+    for entries in data["layers"].values():
+        for meta in entries:
+            if meta["layer_name"] == layer:
+                meta.update(changes)
+    manifest.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+@pytest.mark.parametrize("name", ["../outside/app-a.tar.zst", "/etc/passwd", "sub/../../x.tar.zst"])
+def test_archive_names_leaving_the_artifacts_folder_are_refused(
+    published: Published, name: str
+) -> None:
+    artifacts = published.copy_artifacts(f"escape-{abs(hash(name))}")
+    outside = artifacts.parent / "outside"
+    outside.mkdir(exist_ok=True)
+    shutil.copy(artifacts / f"app-a.{FMT}", outside / f"app-a.{FMT}")
+    _rewrite_entry(artifacts, "app-a", archive_name=name)
+    target = published.base / f"escape-target-{abs(hash(name))}"
+    line = _one_error_line(published.project.run("deploy", str(artifacts), str(target), check=False))
+    assert "app-a" in line and "archive_name" in line and repr(name) in line
+    assert not target.exists()
+
+
+def test_install_target_must_be_a_folder_name(published: Published) -> None:
+    artifacts = published.copy_artifacts("bad-target")
+    _rewrite_entry(artifacts, "app-a", install_target="../../evil")
+    target = published.base / "bad-target-deployed"
+    line = _one_error_line(published.project.run("deploy", str(artifacts), str(target), check=False))
+    assert "install_target" in line and "app-a" in line
+    assert not target.exists()
+
+
+class _Zeros(io.RawIOBase):
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        n = min(len(buffer), self.left)
+        buffer[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
+def test_a_decompression_bomb_is_refused(published: Published) -> None:
+    """A real tar.zst holding a 1 GB file of zeros in a few KB: refused before extraction."""
+    import zstandard
+
+    artifacts = published.copy_artifacts("bomb")
+    bomb = artifacts / f"app-a.{FMT}"
+    with bomb.open("wb") as raw, zstandard.ZstdCompressor(level=3).stream_writer(raw) as zst:
+        with tarfile.open(fileobj=zst, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for name in ("app-a", "app-a/share"):
+                info = tarfile.TarInfo(name)
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            info = tarfile.TarInfo("app-a/share/zeros.bin")
+            info.size, info.mode = 1 << 30, 0o644
+            tar.addfile(info, io.BufferedReader(_Zeros(info.size)))
+    size = bomb.stat().st_size
+    assert size < 200_000
+    digest = hashlib.sha256(bomb.read_bytes()).hexdigest()
+    _rewrite_entry(artifacts, "app-a", archive_size=size, archive_hashes={"sha256": digest})
+    target = published.base / "bomb-target"
+    result = published.project.run("deploy", str(artifacts), str(target), check=False)
+    line = _one_error_line(result)
+    assert "app-a" in line and "zeros.bin" in line and "declares" in line
+    assert not (target / "app-a").exists()
+    assert [p.name for p in target.iterdir() if p.name.startswith(".app-a.")] == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Kills and debris
+# ---------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _running(project: StackProject, args: list[str], env: Mapping[str, str]) -> Iterator[subprocess.Popen[str]]:
+    full_env = {**os.environ, **env}
+    proc = subprocess.Popen(
+        [*VENVSTACKS, *args], cwd=project.root, env=full_env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def _kill_at(published: Published, target: Path, point: str) -> None:
+    pause = published.base / f"pause-{point}.txt"
+    env = {"VENVSTACKS_PAUSE_AT": point, "VENVSTACKS_PAUSE_FILE": str(pause)}
+    args = ["deploy", str(published.artifacts), str(target)]
+    with _running(published.project, args, env) as proc:
+        deadline = time.monotonic() + 300
+        while not (pause.exists() and pause.read_text().strip()):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_killed_deploys_leave_debris_that_the_next_deploy_sweeps(published: Published) -> None:
+    target = published.base / "killed"
+    _kill_at(published, target, "deploy-unpacked")
+    scratch = [p for p in target.iterdir() if p.name.startswith(f".{RUNTIME}.")]
+    assert scratch, "the killed deploy left its scratch folder"
+    _kill_at(published, target, "deploy-extracted")  # the layer is in place, not post-installed
+    result = published.deploy(target)
+    assert "Deployed 5 layer(s)" in result.stdout
+    assert sorted(p.name for p in target.iterdir() if p.name.startswith(".")) == [
+        ".venvstacks-deploy"
+    ]
+    assert published.project.run("verify", str(target)).returncode == 0
+    assert published.project.run("run", str(target), "b").stdout.split()[-1] == "42"
+
+
+# ---------------------------------------------------------------------------------------------
+# Out of space
+# ---------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _small_tmpfs(folder: Path, size: str) -> Iterator[None]:
+    folder.mkdir(parents=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()[:200]}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_deploy_into_a_full_disk_names_the_layer_and_path(published: Published) -> None:
+    target = published.base / "full"
+    with _small_tmpfs(target, "20m"):
+        line = _one_error_line(published.deploy(target, check=False))
+        assert f"layer {RUNTIME}" in line and str(target) in line and "free" in line
+        assert [p.name for p in target.iterdir() if p.name != ".venvstacks-deploy"] == []
+        subprocess.run(["mount", "-o", "remount,size=400m", str(target)], check=True)
+        published.deploy(target)
+        assert published.project.run("verify", str(target)).returncode == 0
