@@ -36,7 +36,9 @@ class Published:
     artifacts: Path
     base: Path
 
-    def deploy(self, target: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def deploy(
+        self, target: Path, *args: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         return self.project.run("deploy", str(self.artifacts), str(target), *args, check=check)
 
     def copy_artifacts(self, name: str) -> Path:
@@ -103,7 +105,10 @@ def test_verify_flags_modes_and_symlinks_and_repair_restores(published: Publishe
     _one_error_line(result)
     out = result.stdout.splitlines()
     assert f"  changed: {rel_python} (mode 0644, published 0755)" in out
-    assert f"  changed: bin/python_ (symlink to ../../{RUNTIME}/bin/python3, published ../../{RUNTIME}/bin/python)" in out
+    assert (
+        f"  changed: bin/python_ (symlink to ../../{RUNTIME}/bin/python3, published ../../{RUNTIME}/bin/python)"
+        in out
+    )
     assert f"  missing: {site}/helper_b.py" in out and f"  added: {site}/stray.py" in out
     # Without --repair, deploy changes nothing (the archives did not change).
     assert "(0 updated" in published.deploy(deployed).stdout
@@ -142,7 +147,9 @@ def test_archive_names_leaving_the_artifacts_folder_are_refused(
     shutil.copy(artifacts / f"app-a.{FMT}", outside / f"app-a.{FMT}")
     _rewrite_entry(artifacts, "app-a", archive_name=name)
     target = published.base / f"escape-target-{abs(hash(name))}"
-    line = _one_error_line(published.project.run("deploy", str(artifacts), str(target), check=False))
+    line = _one_error_line(
+        published.project.run("deploy", str(artifacts), str(target), check=False)
+    )
     assert "app-a" in line and "archive_name" in line and repr(name) in line
     assert not target.exists()
 
@@ -151,7 +158,9 @@ def test_install_target_must_be_a_folder_name(published: Published) -> None:
     artifacts = published.copy_artifacts("bad-target")
     _rewrite_entry(artifacts, "app-a", install_target="../../evil")
     target = published.base / "bad-target-deployed"
-    line = _one_error_line(published.project.run("deploy", str(artifacts), str(target), check=False))
+    line = _one_error_line(
+        published.project.run("deploy", str(artifacts), str(target), check=False)
+    )
     assert "install_target" in line and "app-a" in line
     assert not target.exists()
 
@@ -176,15 +185,18 @@ def test_a_decompression_bomb_is_refused(published: Published) -> None:
 
     artifacts = published.copy_artifacts("bomb")
     bomb = artifacts / f"app-a.{FMT}"
-    with bomb.open("wb") as raw, zstandard.ZstdCompressor(level=3).stream_writer(raw) as zst:
-        with tarfile.open(fileobj=zst, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            for name in ("app-a", "app-a/share"):
-                info = tarfile.TarInfo(name)
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            info = tarfile.TarInfo("app-a/share/zeros.bin")
-            info.size, info.mode = 1 << 30, 0o644
-            tar.addfile(info, io.BufferedReader(_Zeros(info.size)))
+    with (
+        bomb.open("wb") as raw,
+        zstandard.ZstdCompressor(level=3).stream_writer(raw) as zst,
+        tarfile.open(fileobj=zst, mode="w|", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for name in ("app-a", "app-a/share"):
+            info = tarfile.TarInfo(name)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        info = tarfile.TarInfo("app-a/share/zeros.bin")
+        info.size, info.mode = 1 << 30, 0o644
+        tar.addfile(info, io.BufferedReader(_Zeros(info.size)))
     size = bomb.stat().st_size
     assert size < 200_000
     digest = hashlib.sha256(bomb.read_bytes()).hexdigest()
@@ -203,7 +215,9 @@ def test_a_decompression_bomb_is_refused(published: Published) -> None:
 
 
 @contextmanager
-def _running(project: StackProject, args: list[str], env: Mapping[str, str]) -> Iterator[subprocess.Popen[str]]:
+def _running(
+    project: StackProject, args: list[str], env: Mapping[str, str]
+) -> Iterator[subprocess.Popen[str]]:
     full_env = {**os.environ, **env}
     proc = subprocess.Popen(
         [*VENVSTACKS, *args], cwd=project.root, env=full_env, text=True,

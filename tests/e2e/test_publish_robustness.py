@@ -45,7 +45,11 @@ def built(
 
 
 def publish(
-    project: StackProject, out: Path, *args: str, check: bool = True, env: Mapping[str, str] | None = None
+    project: StackProject,
+    out: Path,
+    *args: str,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     return project.run(
         "publish", str(project.spec), "--format", FMT, "--output-dir", str(out), *args,
@@ -102,7 +106,9 @@ def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
 
 
 @contextmanager
-def running(project: StackProject, args: list[str], env: Mapping[str, str]) -> Iterator[subprocess.Popen[str]]:
+def running(
+    project: StackProject, args: list[str], env: Mapping[str, str]
+) -> Iterator[subprocess.Popen[str]]:
     full_env = {**os.environ, **project.env, **env}
     full_env.pop("VENVSTACKS_RUNTIME_ARCHIVES", None)
     proc = subprocess.Popen(
@@ -320,7 +326,10 @@ def _without_archive_facts(manifest: Mapping[str, object]) -> dict[str, object]:
     assert isinstance(layers, dict)
     return {
         "layers": {
-            c: [{k: v for k, v in m.items() if k not in ("archive_size", "archive_hashes")} for m in ms]
+            c: [
+                {k: v for k, v in m.items() if k not in ("archive_size", "archive_hashes")}
+                for m in ms
+            ]
             for c, ms in layers.items()
         }
     }
@@ -360,7 +369,9 @@ def small_tmpfs(folder: Path, size: str) -> Iterator[None]:
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
-def test_publish_into_a_full_disk_names_the_layer_and_path_and_recovers(built: StackProject) -> None:
+def test_publish_into_a_full_disk_names_the_layer_and_path_and_recovers(
+    built: StackProject,
+) -> None:
     out = built.root.parent / "full"
     with small_tmpfs(out, "3m"):
         result = publish(built, out, "--format", "tar.gz", check=False)

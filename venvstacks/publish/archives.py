@@ -162,10 +162,15 @@ def archive_layer(
         raise PublishError(env, f"cannot publish{where}: {describe_os_error(exc)}") from exc
 
 
-def _staging(layout: BuildLayout, env: EnvName) -> tempfile.TemporaryDirectory[str]:
+def _staging(
+    layout: BuildLayout, env: EnvName, *, sweep: bool = True
+) -> tempfile.TemporaryDirectory[str]:
+    """A staging folder for one layer's deployed copy; ``sweep`` (under the build-dir lock only)
+    first removes those that dead processes left."""
     root = layout.state_dir / "publish"
     root.mkdir(parents=True, exist_ok=True)
-    sweep_publish_staging(layout)
+    if sweep:
+        sweep_publish_staging(layout)
     return tempfile.TemporaryDirectory(prefix=f"{os.getpid()}.{env}.", dir=root)
 
 
@@ -332,7 +337,7 @@ def _dry_run_build(
     """The archive_build a real publish would give: the same one when the bytes would be equal."""
     entry = _Record.load(record_path(layout, "archive", env), options, env).entry
     target = str(meta["install_target"])
-    with _staging(layout, env) as tmp:
+    with _staging(layout, env, sweep=False) as tmp:
         staged = prepare_deployed_copy(plan, layout, env, Path(tmp) / target)
         fingerprint = tree_fingerprint(staged)
         if _same_content(previous, entry, fingerprint, options, meta):
