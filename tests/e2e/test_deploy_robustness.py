@@ -252,10 +252,13 @@ def test_killed_deploys_leave_debris_that_the_next_deploy_sweeps(published: Publ
     scratch = [p for p in target.iterdir() if p.name.startswith(f".{RUNTIME}.")]
     assert scratch, "the killed deploy left its scratch folder"
     _kill_at(published, target, "deploy-extracted")  # the layer is in place, not post-installed
+    (target / ".gone-layer.extracting-x1y2z3").mkdir()  # a layer no longer published
+    (target / ".notes").mkdir()  # not ours: kept
     result = published.deploy(target)
     assert "Deployed 5 layer(s)" in result.stdout
     assert sorted(p.name for p in target.iterdir() if p.name.startswith(".")) == [
-        ".venvstacks-deploy"
+        ".notes",
+        ".venvstacks-deploy",
     ]
     assert published.project.run("verify", str(target)).returncode == 0
     assert published.project.run("run", str(target), "b").stdout.split()[-1] == "42"

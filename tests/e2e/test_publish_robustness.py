@@ -184,6 +184,16 @@ def test_partial_publish_keeps_the_other_layers_in_the_manifest(built: StackProj
     assert built.run("verify", str(deployed)).returncode == 0
 
 
+def test_partial_local_export_keeps_the_other_layers_in_the_manifest(built: StackProject) -> None:
+    out = built.root.parent / "export"
+    built.run("local-export", str(built.spec), "--output-dir", str(out))
+    manifest = out / "__venvstacks__" / "venvstacks.json"
+    full = json.loads(manifest.read_text())
+    built.run("local-export", str(built.spec), "--output-dir", str(out), "--include", "app-a")
+    assert json.loads(manifest.read_text()) == full
+    assert sum(len(c) for c in full["layers"].values()) == len(LAYERS)
+
+
 def test_deploy_of_a_0_8_style_partial_manifest_uses_layer_metadata(built: StackProject) -> None:
     out = built.root.parent / "old-partial"
     publish(built, out)

@@ -286,7 +286,8 @@ def sweep_scratch(target_dir: Path, layers: Sequence[str]) -> list[Path]:
     """Remove extraction scratch and retired folders that killed deploys left in ``target_dir``.
 
     Call only while holding the deployment's lock. Only hidden folders named after a layer
-    (``.<install target>.<anything>``) are removed; nothing else in the folder is touched.
+    (``.<install target>.<anything>``) or made by `safe_extract` (``.<name>.extracting-*``,
+    ``.<name>.retired-*``) are removed; nothing else in the folder is touched.
     """
     removed: list[Path] = []
     prefixes = tuple(f".{name}." for name in layers)
@@ -295,7 +296,11 @@ def sweep_scratch(target_dir: Path, layers: Sequence[str]) -> list[Path]:
     except OSError:
         return removed
     for path in entries:
-        if path.name.startswith(prefixes) and path.is_dir() and not path.is_symlink():
+        ours = path.name.startswith(prefixes) or (
+            path.name.startswith(".")
+            and (f".{_EXTRACTING}" in path.name or f".{_RETIRED}" in path.name)
+        )
+        if ours and path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
