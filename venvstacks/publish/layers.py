@@ -19,7 +19,6 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +73,6 @@ class PublishOptions:
         tag = "" if self.export else self.platform_tag
         name = METADATA_MANIFEST if not tag else f"venvstacks{tag}.json"
         return self.output_dir / METADATA_DIR / name
-
-
-def _timestamp(locked_at: str) -> int:
-    return int(datetime.fromisoformat(locked_at).timestamp())
 
 
 def _lock_metadata(layout: BuildLayout, env: EnvName) -> dict[str, Any]:
