@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from venvstacks.errors import PublishError
-from venvstacks.publish import archive
+from venvstacks.publish import archive, xz
 from venvstacks.publish.archive import (
     ArchiveFormat,
     ArchiveMember,
@@ -57,7 +57,7 @@ EXPECTED_NAMES = [
 @pytest.fixture(autouse=True)
 def small_xz_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Small chunks so that test trees are compressed as several xz blocks."""
-    monkeypatch.setattr(archive, "XZ_CHUNK_SIZE", 256 * 1024)
+    monkeypatch.setattr(xz, "XZ_CHUNK_SIZE", 256 * 1024)
 
 
 def make_layer(root: Path, *, noise: int = 0, hardlink: bool = True) -> Path:
