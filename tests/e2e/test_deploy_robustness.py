@@ -233,6 +233,7 @@ def _running(
 
 def _kill_at(published: Published, target: Path, point: str) -> None:
     pause = published.base / f"pause-{point}.txt"
+    pause.unlink(missing_ok=True)
     env = {"VENVSTACKS_PAUSE_AT": point, "VENVSTACKS_PAUSE_FILE": str(pause)}
     args = ["deploy", str(published.artifacts), str(target)]
     with _running(published.project, args, env) as proc:

@@ -1,14 +1,16 @@
 """Named points where crash tests stop publish and deploy, to kill them there for real.
 
 With ``VENVSTACKS_PAUSE_AT=<point>[,<point>...]`` (and optionally ``VENVSTACKS_PAUSE_FILE``), the
-process appends ``<pid> <point>`` to the pause file and stops itself (SIGSTOP) when it reaches a
-named point; the test then kills it with SIGKILL. Without the variable, `crash_point` does nothing.
+process appends ``<pid> <point>`` to the pause file and stops itself (SIGSTOP; the thread that
+reached the point then never goes on) when it reaches a named point; the test then kills it with
+SIGKILL. Without the variable, `crash_point` does nothing.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 
 __all__ = ["crash_point"]
 
@@ -28,3 +30,5 @@ def crash_point(name: str) -> None:
     stop = getattr(signal, "SIGSTOP", None)
     if stop is not None:
         os.kill(os.getpid(), stop)
+    while True:  # a stop signal may take effect after this thread ran on: never go past here
+        time.sleep(3600)
