@@ -147,8 +147,12 @@ def publish(
     _ensure_built(stack, layers)
     envs = [layer.env_name for layer in layers]
     if request.dry_run:
+        from venvstacks.publish.archives import planned_manifest
+
+        # The whole manifest a real run would write (every layer kept in it), in its order.
+        planned = planned_manifest(stack.plan, stack.layout, envs, options)["layers"]
         requests: dict[str, Mapping[str, Any]] = {
-            env: publishing.layer_metadata(stack.plan, stack.layout, env) for env in envs
+            str(meta["layer_name"]): meta for entries in planned.values() for meta in entries
         }
         return PublishResult(options.output_dir, export, True, None, {}, requests)
     tasks = StackTasks(stack.plan, stack.layout, publishing=options)

@@ -28,6 +28,7 @@ def deploy_published(
     *,
     jobs: int = 1,
     progress: ProgressListener | None = None,
+    repair: bool = False,
 ) -> DeployResult:
     """Deploy the layers published in `artifacts_dir` into `target_dir`, ready to run.
 
@@ -40,7 +41,7 @@ def deploy_published(
     target = Path(target_dir).absolute()
     with emitting(progress) as emit:
         layers, run = deployment.deploy(
-            Path(artifacts_dir), target, include, jobs=jobs, progress=emit
+            Path(artifacts_dir), target, include, jobs=jobs, progress=emit, repair=repair
         )
     ran = set(run.executed)
     outcomes = {
@@ -57,7 +58,10 @@ def verify_deployment(target_dir: Path | str) -> VerifyResult:
     target = Path(target_dir).absolute()
     found = deployment.verify_deployment(target)
     return VerifyResult(
-        target, tuple(VerifiedLayer(d.target, d.missing, d.changed, d.added) for d in found)
+        target,
+        tuple(
+            VerifiedLayer(d.target, d.missing, d.changed, d.added, dict(d.details)) for d in found
+        ),
     )
 
 

@@ -247,6 +247,8 @@ class VerifiedLayer:
     missing: tuple[str, ...]
     changed: tuple[str, ...]
     added: tuple[str, ...]
+    details: Mapping[str, str] = field(default_factory=dict)
+    """For changed paths whose content is the same: what differs (mode, symlink target)."""
 
     @property
     def clean(self) -> bool:

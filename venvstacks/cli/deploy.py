@@ -32,6 +32,11 @@ __all__ = ["COMMANDS"]
 @click.option(
     "--json", "as_json", is_flag=True, help="Print what was deployed, per layer, as JSON."
 )
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Also restore, from their archives, the deployed layers whose files `verify` flags.",
+)
 @click.pass_context
 def deploy(
     ctx: click.Context,
@@ -40,6 +45,7 @@ def deploy(
     include: tuple[str, ...],
     jobs: int,
     as_json: bool,
+    repair: bool,
 ) -> None:
     """Deploy published layers from ARTIFACTS_DIR into TARGET_DIR, ready to run.
 
@@ -48,7 +54,7 @@ def deploy(
     first. Re-deploying unchanged layers does nothing; an updated layer replaces only itself.
     """
     result = deploy_published(
-        artifacts_dir, target_dir, include, jobs=jobs, progress=subscriber(ctx)
+        artifacts_dir, target_dir, include, jobs=jobs, progress=subscriber(ctx), repair=repair
     )
     out = Output(as_json=as_json)
     if as_json:
@@ -95,7 +101,8 @@ def verify(target_dir: Path, as_json: bool) -> None:
         out.say(f"{r.target}: {'ok' if r.clean else 'DIFFERS'}")
         for label, paths in (("missing", r.missing), ("changed", r.changed), ("added", r.added)):
             for path in paths[:20]:
-                out.say(f"  {label}: {path}")
+                why = r.details.get(path)
+                out.say(f"  {label}: {path}" + (f" ({why})" if why else ""))
             if len(paths) > 20:
                 out.say(f"  ... and {len(paths) - 20} more {label}")
     if bad:
