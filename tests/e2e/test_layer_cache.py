@@ -73,8 +73,14 @@ def test_revert_runs_no_uv_and_restores_the_same_layers(basic_stack: StackProjec
     assert "vs_util 1.0" in app_output(basic_stack, basic_stack.build_dir)
 
     basic_stack.edit_spec(FRAME_PINNED, FRAME_REQS)
-    reverted = build(basic_stack)
+    report_file = basic_stack.root / "report.json"
+    reverted = build(basic_stack, "--report", str(report_file))
     assert uv_runs(reverted) == [], reverted.stderr
+    report = json.loads(report_file.read_text())["layers"]
+    assert report["framework-frame"]["lock"] == "cache-hit"
+    assert report["framework-frame"]["env"] == "cache-hit"
+    assert report["app-a"]["env"] == "cache-hit"
+    assert report["app-b"]["env"] == "up-to-date"
     # The doit DB still decides what is due: the reverted layers' tasks ran (from the cache).
     ran = basic_stack.ran_tasks(reverted)
     assert {

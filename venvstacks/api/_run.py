@@ -93,7 +93,10 @@ def run_stack_tasks(
 
 def task_outcomes(result: RunResult) -> dict[str, Outcome]:
     outcomes = {name: Outcome.UP_TO_DATE for name in result.up_to_date}
-    outcomes.update((name, Outcome.RAN) for name in result.executed)
+    for name in result.executed:
+        # A lock or install served from the layer cache ran, but without doing the work.
+        hit = result.values.get(name, {}).get("cache") == "hit"
+        outcomes[name] = Outcome.CACHE_HIT if hit else Outcome.RAN
     return outcomes
 
 
@@ -121,6 +124,8 @@ def layer_outcomes(
             continue
         lock = tasks.get(f"lock:{env}")
         built = _combined(tasks.get(f"{op}:{env}") for op in ("install", "link"))
+        if built is Outcome.RAN and tasks.get(f"install:{env}") is Outcome.CACHE_HIT:
+            built = Outcome.CACHE_HIT  # restored; the link step always runs after a restore
         found[env] = LayerOutcome(
             name=env,
             kind=str(layer.kind),

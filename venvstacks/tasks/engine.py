@@ -74,6 +74,7 @@ class RunResult:
     up_to_date: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
     durations: dict[str, float] = field(default_factory=dict)
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)  # what executed tasks returned
 
 
 ProgressCallback = Callable[[str, str, float | None], None]
@@ -116,6 +117,7 @@ class _Reporter:
 
     def add_success(self, task: Task) -> None:
         self._result.executed.append(task.name)
+        self._result.values[task.name] = dict(getattr(task, "values", None) or {})
         self._emit("done", task.name, self._elapsed(task))
 
     def skip_uptodate(self, task: Task) -> None:
