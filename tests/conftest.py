@@ -6,4 +6,5 @@ pytest_plugins = [
     "fixtures_stacks",
     "fixtures_registry",
     "fixtures_cache",
+    "fixtures_images",
 ]

@@ -98,13 +98,14 @@ def _register_commands() -> None:
     from venvstacks.cli import cache as cli_cache
     from venvstacks.cli import completion as cli_completion
     from venvstacks.cli import deploy as cli_deploy
+    from venvstacks.cli import image as cli_image
     from venvstacks.cli import init as cli_init
     from venvstacks.cli import publish as cli_publish
     from venvstacks.cli import runtime as cli_runtime
     from venvstacks.cli import show as cli_show
     from venvstacks.cli import status as cli_status
 
-    for module in (cli_init, cli_show, cli_build, cli_status, cli_publish, cli_deploy):
+    for module in (cli_init, cli_show, cli_build, cli_status, cli_publish, cli_deploy, cli_image):
         for command in module.COMMANDS:
             cli.add_command(command)
     cli.add_command(cli_runtime.runtime)

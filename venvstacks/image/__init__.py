@@ -1,0 +1,1 @@
+"""OCI container images of a stack's layers: one image layer per venvstacks layer (`venvstacks image`)."""
