@@ -27,20 +27,31 @@ import pytest
 
 __all__ = [
     "BASE_PACKAGES",
+    "Podman",
     "add_whiteout_layer",
     "base_layout",
     "image_tools",
-    "Podman",
     "podman",
     "require_tools",
     "runc_run",
     "write_layout",
 ]
 
-BASE_PACKAGES = ("libssl3", "libsqlite3-0", "libexpat1", "libreadline8", "libncursesw6",
-                 "ca-certificates")
-TOOLS = {"skopeo": "skopeo", "umoci": "umoci", "podman": "podman", "runc": "runc",
-         "mmdebstrap": "mmdebstrap"}
+BASE_PACKAGES = (
+    "libssl3",
+    "libsqlite3-0",
+    "libexpat1",
+    "libreadline8",
+    "libncursesw6",
+    "ca-certificates",
+)
+TOOLS = {
+    "skopeo": "skopeo",
+    "umoci": "umoci",
+    "podman": "podman",
+    "runc": "runc",
+    "mmdebstrap": "mmdebstrap",
+}
 _CACHE = Path(__file__).resolve().parents[1] / ".cache" / "images"
 
 
@@ -53,8 +64,12 @@ def require_tools(*tools: str) -> None:
     missing = _missing(tools)
     if missing and os.geteuid() == 0 and shutil.which("apt-get"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "install", "-y", "-q", *(TOOLS.get(t, t) for t in missing)],
-                       capture_output=True, check=False, env=env)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", *(TOOLS.get(t, t) for t in missing)],
+            capture_output=True,
+            check=False,
+            env=env,
+        )
         missing = _missing(tools)
     if missing:
         pytest.skip(f"missing container tools: {', '.join(missing)}")
@@ -77,11 +92,14 @@ def _gzip_file(source: Path, dest_dir: Path) -> tuple[str, str, int]:
     """Gzip a tar; (compressed digest, diff_id, size)."""
     plain, packed = hashlib.sha256(), hashlib.sha256()
     tmp = dest_dir / ".layer.tmp"
-    with source.open("rb") as src, tmp.open("wb") as raw:
-        with gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0, compresslevel=1) as gz:
-            for block in iter(lambda: src.read(1 << 20), b""):
-                plain.update(block)
-                gz.write(block)
+    with (
+        source.open("rb") as src,
+        tmp.open("wb") as raw,
+        gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0, compresslevel=1) as gz,
+    ):
+        for block in iter(lambda: src.read(1 << 20), b""):
+            plain.update(block)
+            gz.write(block)
     packed.update(tmp.read_bytes())
     size = tmp.stat().st_size
     tmp.rename(dest_dir / packed.hexdigest())
@@ -95,29 +113,70 @@ def write_layout(layout: Path, tars: Sequence[Path], tag: str, arch: str = "amd6
     layers, diff_ids = [], []
     for tar in tars:
         digest, diff_id, size = _gzip_file(tar, blobs)
-        layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                       "digest": digest, "size": size})
+        layers.append(
+            {
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": digest,
+                "size": size,
+            }
+        )
         diff_ids.append(diff_id)
-    config = {"architecture": arch, "os": "linux",
-              "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                         "Cmd": ["bash"]},
-              "rootfs": {"type": "layers", "diff_ids": diff_ids}}
-    config_desc = {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   **_blob(layout, json.dumps(config).encode())}
-    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": config_desc, "layers": layers}
-    manifest_desc = {"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                     **_blob(layout, json.dumps(manifest).encode()),
-                     "annotations": {"org.opencontainers.image.ref.name": tag}}
+    config = {
+        "architecture": arch,
+        "os": "linux",
+        "config": {
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Cmd": ["bash"],
+        },
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }
+    config_desc = {
+        "mediaType": "application/vnd.oci.image.config.v1+json",
+        **_blob(layout, json.dumps(config).encode()),
+    }
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config_desc,
+        "layers": layers,
+    }
+    manifest_desc = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        **_blob(layout, json.dumps(manifest).encode()),
+        "annotations": {"org.opencontainers.image.ref.name": tag},
+    }
     (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-    (layout / "index.json").write_text(json.dumps(
-        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-         "manifests": [manifest_desc]}))
+    (layout / "index.json").write_text(
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [manifest_desc],
+            }
+        )
+    )
+
+
+def _complete(layout: Path) -> bool:
+    """True when the cached layout's tagged manifest and all its blobs are there."""
+    try:
+        index = json.loads((layout / "index.json").read_text())
+        manifest_path = layout / "blobs/sha256" / index["manifests"][0]["digest"][7:]
+        manifest = json.loads(manifest_path.read_text())
+        blobs = [manifest["config"], *manifest["layers"]]
+        return all((layout / "blobs/sha256" / b["digest"][7:]).is_file() for b in blobs)
+    except (OSError, ValueError, KeyError, IndexError):
+        return False
 
 
 def _mmdebstrap_command(out: Path) -> list[str]:
-    return ["mmdebstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
-            "bookworm", str(out)]
+    return [
+        "mmdebstrap",
+        "--variant=minbase",
+        f"--include={','.join(BASE_PACKAGES)}",
+        "bookworm",
+        str(out),
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -128,13 +187,15 @@ def base_layout(image_tools: None) -> Iterator[Path]:
     _CACHE.mkdir(parents=True, exist_ok=True)
     with open(_CACHE / ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (entry / "index.json").exists():
+        if not _complete(entry):
+            shutil.rmtree(entry, ignore_errors=True)
             work = _CACHE / f".work-{key}-{os.getpid()}"
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir()
             rootfs = work / "rootfs.tar"
-            result = subprocess.run(_mmdebstrap_command(rootfs), capture_output=True, text=True,
-                                    check=False)
+            result = subprocess.run(
+                _mmdebstrap_command(rootfs), capture_output=True, text=True, check=False
+            )
             if result.returncode != 0:
                 shutil.rmtree(work, ignore_errors=True)
                 pytest.skip(f"mmdebstrap could not make a base image: {result.stderr[-300:]}")
@@ -147,7 +208,9 @@ def base_layout(image_tools: None) -> Iterator[Path]:
 
 def add_whiteout_layer(base: Path, dest: Path, remove: Sequence[str], tag: str) -> None:
     """A copy of the layout at `base` with one more layer that deletes `remove` (whiteouts)."""
-    shutil.copytree(base, dest, copy_function=os.link)
+    # Hard links for the blobs only: index.json is rewritten and must not share the cache's inode.
+    shutil.copytree(base / "blobs", dest / "blobs", copy_function=os.link)
+    (dest / "oci-layout").write_text((base / "oci-layout").read_text())
     index = json.loads((base / "index.json").read_text())
     manifest_desc = index["manifests"][0]
     manifest = json.loads((base / "blobs/sha256" / manifest_desc["digest"][7:]).read_text())
@@ -169,18 +232,28 @@ def add_whiteout_layer(base: Path, dest: Path, remove: Sequence[str], tag: str) 
     (dest / "index.json").write_text(json.dumps({**index, "manifests": [desc]}))
 
 
-def runc_run(layout: Path, tag: str, bundle: Path, args: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+def runc_run(
+    layout: Path, tag: str, bundle: Path, args: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
     """Unpack the image with umoci and run it with runc (no terminal); its output."""
-    subprocess.run(["umoci", "unpack", "--image", f"{layout}:{tag}", str(bundle)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["umoci", "unpack", "--image", f"{layout}:{tag}", str(bundle)],
+        check=True,
+        capture_output=True,
+    )
     config_path = bundle / "config.json"
     config = json.loads(config_path.read_text())
     config["process"]["terminal"] = False
     if args:
         config["process"]["args"] = [*config["process"]["args"], *args]
     config_path.write_text(json.dumps(config))
-    return subprocess.run(["runc", "run", "--bundle", str(bundle), f"vs-test-{os.getpid()}-{bundle.name}"],
-                          capture_output=True, text=True, check=False, timeout=300)
+    return subprocess.run(
+        ["runc", "run", "--bundle", str(bundle), f"vs-test-{os.getpid()}-{bundle.name}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
 
 
 class Podman:
@@ -197,16 +270,36 @@ class Podman:
 
     def command(self, *args: str) -> list[str]:
         return [
-            "podman", "--root", str(self.root), "--runroot", str(self.runroot),
-            "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs",
-            "--events-backend", "file", "--runtime", "runc", *args,
+            "podman",
+            "--root",
+            str(self.root),
+            "--runroot",
+            str(self.runroot),
+            "--storage-driver",
+            "overlay",
+            "--cgroup-manager",
+            "cgroupfs",
+            "--events-backend",
+            "file",
+            "--runtime",
+            "runc",
+            *args,
         ]
 
     def run(self, image: str, *args: str, pull: bool = False) -> subprocess.CompletedProcess[str]:
         """Run an image as this sandbox allows (runc, cgroupfs, explicit ulimits, no network)."""
         command = self.command(
-            "run", "--rm", "--network", "none", "--tls-verify=false",
-            "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", image, *args,
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--tls-verify=false",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            image,
+            *args,
         )
         return subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
 

@@ -129,37 +129,88 @@ def _image_request(
 def _check_prefix(prefix: str) -> str:
     path = PurePosixPath(prefix)
     if not path.is_absolute() or ".." in path.parts or str(path) == "/":
-        raise click.BadParameter(f"{prefix!r}: an absolute folder below / is needed", param_hint="--prefix")
+        raise click.BadParameter(
+            f"{prefix!r}: an absolute folder below / is needed", param_hint="--prefix"
+        )
     return str(path)
 
 
 @click.command()
 @spec_argument
 @click.argument("app", required=False)
-@click.option("--base", "base_text", required=True, metavar="BASE",
-              help="The base image: oci-layout:DIR[:TAG] or oci://HOST[:PORT]/REPO[:TAG].")
-@click.option("--to", "dest_text", required=True, metavar="DEST",
-              help="Where the image goes: oci-layout:DIR[:TAG] or oci://HOST[:PORT]/REPO[:TAG].")
-@click.option("--tag", default=None, help="The image tag (default: DEST's tag, else 'latest'; "
-              "with --all-apps each app's name, or APP-TAG).")
-@click.option("--prefix", default="/opt/venvstacks", show_default=True,
-              help="Where the layers are deployed in the image.")
-@click.option("--layer-format", type=click.Choice(["gzip", "zstd"]), default="gzip",
-              show_default=True, help="Compression of the venvstacks layers.")
+@click.option(
+    "--base",
+    "base_text",
+    required=True,
+    metavar="BASE",
+    help="The base image: oci-layout:DIR[:TAG] or oci://HOST[:PORT]/REPO[:TAG].",
+)
+@click.option(
+    "--to",
+    "dest_text",
+    required=True,
+    metavar="DEST",
+    help="Where the image goes: oci-layout:DIR[:TAG] or oci://HOST[:PORT]/REPO[:TAG].",
+)
+@click.option(
+    "--tag",
+    default=None,
+    help="The image tag (default: DEST's tag, else 'latest'; "
+    "with --all-apps each app's name, or APP-TAG).",
+)
+@click.option(
+    "--prefix",
+    default="/opt/venvstacks",
+    show_default=True,
+    help="Where the layers are deployed in the image.",
+)
+@click.option(
+    "--layer-format",
+    type=click.Choice(["gzip", "zstd"]),
+    default="gzip",
+    show_default=True,
+    help="Compression of the venvstacks layers.",
+)
 @click.option("--all-apps", is_flag=True, help="One image per application layer, tagged by app.")
-@click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH",
-              help="The base's platform to use (default linux/amd64).")
-@click.option("--output-dir", metavar="DIR", default=None,
-              help="Where layer archives are published first (default: _artifacts beside the spec).")
-@click.option("--lock-if-needed/--no-lock-if-needed", default=False,
-              help="Lock layers whose lock is missing or out of date, instead of failing.")
+@click.option(
+    "--platform",
+    "platforms",
+    multiple=True,
+    metavar="OS/ARCH",
+    help="The base's platform to use (default linux/amd64).",
+)
+@click.option(
+    "--output-dir",
+    metavar="DIR",
+    default=None,
+    help="Where layer archives are published first (default: _artifacts beside the spec).",
+)
+@click.option(
+    "--lock-if-needed/--no-lock-if-needed",
+    default=False,
+    help="Lock layers whose lock is missing or out of date, instead of failing.",
+)
 @build_dir_option
 @lock_options
 @click.pass_context
-def image(ctx: click.Context, spec_path: Path, app: str | None, base_text: str, dest_text: str,
-          tag: str | None, prefix: str, layer_format: str, all_apps: bool,
-          platforms: tuple[str, ...], build_dir: str | None, show_first: bool, show_only: bool,
-          as_json: bool, **options: Any) -> None:
+def image(
+    ctx: click.Context,
+    /,
+    spec_path: Path,
+    app: str | None,
+    base_text: str,
+    dest_text: str,
+    tag: str | None,
+    prefix: str,
+    layer_format: str,
+    all_apps: bool,
+    platforms: tuple[str, ...],
+    build_dir: str | None,
+    show_first: bool,
+    show_only: bool,
+    as_json: bool,
+    **options: Any,
+) -> None:
     """Build OCI images of application layers: the base's layers, then one layer per
     venvstacks layer (runtime, frameworks, app) deployed under --prefix.
 
@@ -179,8 +230,14 @@ def image(ctx: click.Context, spec_path: Path, app: str | None, base_text: str, 
     stack = load_stack(spec_path, build_dir)
     apps = _find_apps(stack, app, all_apps)
     layers = _needed(stack, apps)
-    if shown_and_done(stack, layers, ["build", "publish", "image"], show_first=show_first,
-                      show_only=show_only, as_json=as_json):
+    if shown_and_done(
+        stack,
+        layers,
+        ["build", "publish", "image"],
+        show_first=show_first,
+        show_only=show_only,
+        as_json=as_json,
+    ):
         return
     publishing = _publish(ctx, stack, layers, options)
     base = load_base(base_ref, platforms[0] if platforms else None)
@@ -194,9 +251,11 @@ def image(ctx: click.Context, spec_path: Path, app: str | None, base_text: str, 
         built = build_image(base, request, store, sink, image_tag)
         for warning in built.warnings:
             _log.warning("warning: %s", warning)
-        click.echo(f"{dest_ref.with_tag(image_tag)} {built.manifest.digest} "
-                   f"({len(built.layers)} layers, {len(request.layers)} from the stack, "
-                   f"{len(built.rebuilt)} rebuilt)")
+        click.echo(
+            f"{dest_ref.with_tag(image_tag)} {built.manifest.digest} "
+            f"({len(built.layers)} layers, {len(request.layers)} from the stack, "
+            f"{len(built.rebuilt)} rebuilt)"
+        )
 
 
 def _tag_for(app: LayerPlan, tag: str | None, dest_tag: str | None, all_apps: bool) -> str:

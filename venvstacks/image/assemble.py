@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -40,6 +40,7 @@ _log = logging.getLogger(__name__)
 LAYER_FORMAT_VERSION = "1"
 """Bump when the way a layer's bytes are made changes, so stored layers are rebuilt."""
 LABEL_PREFIX = "io.venvstacks"
+DEFAULT_PREFIX = PurePosixPath("/opt/venvstacks")
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class ImageRequest:
     app: str
     launch_module: str
     layers: tuple[ImageLayer, ...]
-    prefix: PurePosixPath = PurePosixPath("/opt/venvstacks")
+    prefix: PurePosixPath = DEFAULT_PREFIX
     layer_format: str = "gzip"
     level: int | None = None
 
@@ -147,16 +148,18 @@ class LayerStore:
 
 
 def _iso(timestamp: int) -> str:
-    return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def check_base(base: BaseImage, request: ImageRequest) -> list[str]:
     """Refuse a base that cannot run the runtime; warnings about extension modules."""
     fs = read_rootfs(base)
-    for part in [*request.prefix.parents][::-1][1:] + [request.prefix]:
+    for part in [*[*request.prefix.parents][::-1][1:], request.prefix]:
         kind = fs.kinds.get(part.as_posix())
         if kind not in (None, "dir"):
-            raise ImageError(f"base {base.ref}: {part} is a {kind}, not a folder (choose another --prefix)")
+            raise ImageError(
+                f"base {base.ref}: {part} is a {kind}, not a folder (choose another --prefix)"
+            )
     for layer in request.layers:
         fs.add_tree(request.deployed(layer), layer.build_env)
     result = check_libraries(
@@ -167,7 +170,9 @@ def check_base(base: BaseImage, request: ImageRequest) -> list[str]:
     )
     for shell in ("/bin/bash",):
         if request.layers[1:] and not fs.exists(shell):
-            result.errors.append(f"the base image lacks {shell}, which the layers' bin/python wrapper runs")
+            result.errors.append(
+                f"the base image lacks {shell}, which the layers' bin/python wrapper runs"
+            )
     if result.errors:
         raise ImageError(f"base {base.ref} cannot run {request.app}: {'; '.join(result.errors)}")
     return result.warnings
@@ -230,11 +235,13 @@ def image_config(
     base: BaseImage, request: ImageRequest, diff_ids: Sequence[str], labels: Mapping[str, str]
 ) -> dict[str, Any]:
     """The image config: the base's, with our layers, entry point, environment and labels."""
-    config = json.loads(json.dumps(base.config))
+    config: dict[str, Any] = json.loads(json.dumps(base.config))
     created = max(layer.lock_time for layer in request.layers)
     runtime_config = dict(config.get("config") or {})
     app_dir = request.deployed(request.app_layer)
-    env = [e for e in runtime_config.get("Env") or [] if not e.startswith(("PATH=", "PYTHONSAFEPATH="))]
+    env = [
+        e for e in runtime_config.get("Env") or [] if not e.startswith(("PATH=", "PYTHONSAFEPATH="))
+    ]
     base_path = next(
         (e.split("=", 1)[1] for e in runtime_config.get("Env") or [] if e.startswith("PATH=")),
         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

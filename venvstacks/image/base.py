@@ -103,7 +103,9 @@ def _load_from(
     config = source.read_json(config_descriptor)
     base = BaseImage(ref, source, descriptor, manifest, config, layers)
     if len(base.diff_ids) != len(layers):
-        raise ImageError(f"base {ref}: its config lists {len(base.diff_ids)} layers, not {len(layers)}")
+        raise ImageError(
+            f"base {ref}: its config lists {len(base.diff_ids)} layers, not {len(layers)}"
+        )
     return base
 
 
@@ -120,9 +122,10 @@ def read_rootfs(base: BaseImage) -> RootFs:
     fs = RootFs()
     for layer in base.layers:
         try:
-            with base.source.open_blob(layer) as blob, open_layer_stream(
-                blob, layer.media_type
-            ) as tar:
+            with (
+                base.source.open_blob(layer) as blob,
+                open_layer_stream(blob, layer.media_type) as tar,
+            ):
                 fs.apply_layer(tar)
         except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
             raise ImageError(f"base {base.ref}: cannot read layer {layer.digest}: {exc}") from None
@@ -142,10 +145,17 @@ class LayoutSink:
 
     def __init__(self, ref: ImageRef) -> None:
         self.ref = ref
-        self.layout = OciLayout.create(ref.path)
+        self._layout: OciLayout | None = None
+
+    @property
+    def layout(self) -> OciLayout:
+        """The layout, made when the first blob is written (a refused image leaves nothing)."""
+        if self._layout is None:
+            self._layout = OciLayout.create(self.ref.path)
+        return self._layout
 
     def has_blob(self, descriptor: Descriptor) -> bool:
-        return self.layout.has_blob(descriptor)
+        return self._layout is not None and self._layout.has_blob(descriptor)
 
     def put_blob(self, descriptor: Descriptor, source: BlobSource) -> None:
         if self.layout.has_blob(descriptor):

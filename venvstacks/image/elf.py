@@ -22,8 +22,17 @@ _MAX_PHNUM = 4096
 _MAX_DYNAMIC = 1 << 20
 _MAX_STRING = 4096
 
-MACHINES = {3: "386", 8: "mips", 20: "ppc", 21: "ppc64", 22: "s390x", 40: "arm", 62: "amd64",
-            183: "arm64", 243: "riscv64"}
+MACHINES = {
+    3: "386",
+    8: "mips",
+    20: "ppc",
+    21: "ppc64",
+    22: "s390x",
+    40: "arm",
+    62: "amd64",
+    183: "arm64",
+    243: "riscv64",
+}
 """ELF `e_machine` values by the architecture names OCI image configs use."""
 
 

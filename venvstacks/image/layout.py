@@ -36,10 +36,6 @@ class ImageError(StackError):
     """Reading a base image, checking it, or writing an image failed."""
 
 
-def _hexdigest(stream: IO[bytes]) -> str:
-    return hashlib.file_digest(stream, "sha256").hexdigest()
-
-
 def copy_verified(source: IO[bytes], dest: Path, digest: str) -> None:
     """Copy a stream to `dest` through a temporary sibling, checking its sha256 first."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -227,5 +223,8 @@ class OciLayout:
 
 
 def _empty_index() -> dict[str, Any]:
-    return {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": []}
+    return {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [],
+    }

@@ -9,7 +9,6 @@ fail when imported, so they are reported as warnings naming the module and the l
 
 from __future__ import annotations
 
-import os
 import posixpath
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -152,7 +151,8 @@ def check_libraries(
             f"the base image lacks {listed}, which the runtime's interpreter {python} links against"
         )
     layered = _Resolver(
-        fs, [posixpath.join(d, _DYNLIB) for d in layer_dirs if fs.is_dir(posixpath.join(d, _DYNLIB))],
+        fs,
+        [posixpath.join(d, _DYNLIB) for d in layer_dirs if fs.is_dir(posixpath.join(d, _DYNLIB))],
         info.bits,
     )
     for folder in [runtime_dir, *layer_dirs]:
@@ -169,6 +169,6 @@ def check_libraries(
 
 
 def _is_module(path: str) -> bool:
-    return any(marker in path for marker in ("/site-packages/", "/lib-dynload/", "/dist-packages/")) and (
-        os.path.splitext(path)[1] == ".so"
-    )
+    return any(
+        marker in path for marker in ("/site-packages/", "/lib-dynload/", "/dist-packages/")
+    ) and (posixpath.splitext(path)[1] == ".so")

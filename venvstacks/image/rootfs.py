@@ -81,7 +81,7 @@ class RootFs:
                 host = Path(current) / name
                 path = posixpath.join(base, name)
                 if host.is_symlink():
-                    self._add(path, "symlink", os.readlink(host))
+                    self._add(path, "symlink", host.readlink().as_posix())
                 elif host.is_dir():
                     self._add(path, "dir", "")
                 else:
@@ -126,7 +126,9 @@ class RootFs:
         hops = 0
         while parts:
             part = parts.pop(0)
-            candidate = posixpath.join(current, part) if part != ".." else posixpath.dirname(current)
+            candidate = (
+                posixpath.join(current, part) if part != ".." else posixpath.dirname(current)
+            )
             kind = self.kinds.get(candidate)
             if kind is None:
                 return None
@@ -161,7 +163,11 @@ class RootFs:
         if resolved is None or self.kinds.get(resolved) != "dir":
             return []
         prefix = resolved.rstrip("/") + "/"
-        return sorted(n[len(prefix) :] for n in self.kinds if n.startswith(prefix) and "/" not in n[len(prefix) :])
+        return sorted(
+            n[len(prefix) :]
+            for n in self.kinds
+            if n.startswith(prefix) and "/" not in n[len(prefix) :]
+        )
 
     def read_text(self, path: str) -> str | None:
         """Text of a loader config file (the only file content kept from the layers)."""
@@ -189,7 +195,11 @@ class RootFs:
                 continue
             if line.startswith("include"):
                 for pattern in line.split()[1:]:
-                    pattern = pattern if pattern.startswith("/") else posixpath.join(posixpath.dirname(path), pattern)
+                    pattern = (
+                        pattern
+                        if pattern.startswith("/")
+                        else posixpath.join(posixpath.dirname(path), pattern)
+                    )
                     folder, glob = posixpath.split(pattern)
                     for name in self.list_dir(folder):
                         if fnmatch.fnmatchcase(name, glob):

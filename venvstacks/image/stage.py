@@ -66,8 +66,8 @@ def clamp_mtimes(folder: Path, clamp: int) -> None:
     """Set every mtime later than `clamp` under `folder` to `clamp` (symlinks themselves)."""
     for current, dirs, files in os.walk(folder):
         for name in [*dirs, *files]:
-            path = os.path.join(current, name)
-            status = os.lstat(path)
+            path = Path(current, name)
+            status = path.lstat()
             if status.st_mtime > clamp:
                 os.utime(path, (clamp, clamp), follow_symlinks=False)
     if folder.stat().st_mtime > clamp:

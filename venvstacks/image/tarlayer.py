@@ -70,7 +70,10 @@ def _compressor(layer_format: str, sink: Any, level: int | None) -> Iterator[Any
     if layer_format == "gzip":
         # No file name and a zero mtime in the gzip header: only the content counts.
         with gzip.GzipFile(
-            filename="", mode="wb", fileobj=sink, mtime=0,
+            filename="",
+            mode="wb",
+            fileobj=sink,
+            mtime=0,
             compresslevel=GZIP_LEVEL if level is None else level,
         ) as gz:
             yield gz
@@ -107,7 +110,7 @@ def _tarinfo(name: str, path: Path, clamp_mtime: int) -> tuple[tarfile.TarInfo, 
         return info, False
     if stat.S_ISLNK(status.st_mode):
         info.type, info.mode = tarfile.SYMTYPE, 0o777
-        info.linkname = os.readlink(path)
+        info.linkname = path.readlink().as_posix()
         return info, False
     if stat.S_ISREG(status.st_mode):
         info.mode = 0o755 if status.st_mode & 0o111 else 0o644
@@ -184,7 +187,7 @@ def _write_tar(
 @contextlib.contextmanager
 def open_layer_stream(blob: IO[bytes], media_type: str) -> Iterator[tarfile.TarFile]:
     """A layer blob as a streaming tar reader (iterate it once, in order)."""
-    if media_type.endswith("+gzip") or media_type.endswith(".tar.gzip"):
+    if media_type.endswith(("+gzip", ".tar.gzip")):
         raw: Any = gzip.GzipFile(fileobj=blob, mode="rb")
     elif media_type.endswith("zstd"):
         raw = _zstd_reader(blob)
