@@ -1,0 +1,226 @@
+"""Benchmark of `venvstacks image`: build time, image size and the bytes a second app image adds.
+
+Usage: python benchmarks/images.py --base oci-layout:DIR[:TAG] [SPEC] [-- BUILD OPTIONS...]
+
+SPEC defaults to specs/pytorch/venvstacks.toml (two apps on one torch framework; build it with
+`-- --local-wheels /opt/wheels` where the CPU torch wheel is). Anything after `--` is passed to
+`venvstacks image` (lock and build options). The stack is built and published first (not timed).
+Then, for the stack's first two applications:
+
+- layered: `venvstacks image --all-apps` from an empty image layer store (cold: every layer is
+  built), then the same again into a fresh layout (warm: the store has every layer), and each app
+  alone after the store was emptied of everything but the other app's layers (second app: only its
+  own layer is built);
+- plain: what a `COPY`-the-deployed-tree Dockerfile gives: the app's deployed layers (runtime,
+  frameworks, app, post-installed with `venvstacks deploy`) as ONE gzip layer per app, written
+  with the same deterministic tar writer.
+
+It prints a table: seconds, compressed bytes of the stack's layers per image, and the bytes a
+registry that already holds the first app image receives for the second (the blobs of the second
+manifest that the first lacks: what a HEAD-first push uploads, and what a node that runs the first
+image pulls for the second).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path, PurePosixPath
+
+from venvstacks.image.tarlayer import write_layer
+
+REPO = Path(__file__).resolve().parents[1]
+VENVSTACKS = [sys.executable, "-m", "venvstacks"]
+
+
+def _run(*args: str) -> str:
+    result = subprocess.run([*VENVSTACKS, *args], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"venvstacks {' '.join(args[:3])} failed:\n{result.stderr[-2000:]}")
+    return result.stdout
+
+
+def _manifest(layout: Path, tag: str) -> dict[str, object]:
+    index = json.loads((layout / "index.json").read_text())
+    digest = next(
+        m["digest"]
+        for m in index["manifests"]
+        if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag
+    )
+    data = json.loads((layout / "blobs" / "sha256" / digest[7:]).read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def _layer_sizes(manifest: dict[str, object], skip: int) -> list[tuple[str, int]]:
+    layers = manifest["layers"]
+    assert isinstance(layers, list)
+    return [(str(l["digest"]), int(l["size"])) for l in layers[skip:]]
+
+
+def _apps(spec: Path) -> list[str]:
+    import tomllib
+
+    data = tomllib.loads(spec.read_text(encoding="utf-8"))
+    return [str(app["name"]) for app in data.get("applications", [])][:2]
+
+
+def _timed(*args: str) -> float:
+    start = time.perf_counter()
+    _run(*args)
+    return time.perf_counter() - start
+
+
+def _plain_images(
+    spec: Path,
+    common: list[str],
+    artifacts: Path,
+    apps: list[str],
+    work: Path,
+    prefix: PurePosixPath,
+    clamp: int,
+) -> list[tuple[float, int]]:
+    """One single-layer image per app: deploy its layers, tar+gzip the whole tree."""
+    results = []
+    _run("publish", str(spec), *common)  # the stack manifest that `deploy` reads
+    for app in apps:
+        root = work / f"plain-{app}"
+        target = root / prefix.relative_to("/")
+        start = time.perf_counter()
+        _run("deploy", str(artifacts), str(target), "--include", app)
+        shutil.rmtree(target / ".venvstacks-deploy", ignore_errors=True)
+        relative = prefix.relative_to("/")
+        blob = write_layer(
+            root,
+            [*reversed(relative.parents)][1:-1],
+            relative,
+            work / "plain-blobs",
+            layer_format="gzip",
+            clamp_mtime=clamp,
+        )
+        results.append((time.perf_counter() - start, blob.descriptor.size))
+    return results
+
+
+def main() -> None:
+    """Run the benchmark and print a table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "spec", nargs="?", type=Path, default=REPO / "specs/pytorch/venvstacks.toml"
+    )
+    parser.add_argument("--base", required=True, help="oci-layout:DIR[:TAG]")
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: temp)")
+    args, extra = parser.parse_known_args()
+    extra = [a for a in extra if a != "--"]
+    spec: Path = args.spec.absolute()
+    work = args.work or Path(tempfile.mkdtemp(prefix="vs-image-bench-"))
+    build_dir = work / "build"
+    artifacts = work / "artifacts"
+    common = ["--build-dir", str(build_dir), "--output-dir", str(artifacts), *extra]
+    apps = _apps(spec)
+    if len(apps) < 2:
+        raise SystemExit(f"{spec}: needs two applications, has {apps}")
+    print(f"spec: {spec}; apps: {', '.join(apps)}; base: {args.base}")
+    warmup = work / "warmup"
+    _run(
+        "image",
+        str(spec),
+        "--all-apps",
+        "--base",
+        args.base,
+        "--to",
+        f"oci-layout:{warmup}",
+        *common,
+    )
+    store = build_dir / ".venvstacks" / "images"
+
+    shutil.rmtree(store, ignore_errors=True)
+    cold = _timed(
+        "image",
+        str(spec),
+        "--all-apps",
+        "--base",
+        args.base,
+        "--to",
+        f"oci-layout:{work / 'cold'}",
+        *common,
+    )
+    warm = _timed(
+        "image",
+        str(spec),
+        "--all-apps",
+        "--base",
+        args.base,
+        "--to",
+        f"oci-layout:{work / 'warm'}",
+        *common,
+    )
+    shutil.rmtree(store, ignore_errors=True)
+    first = _timed(
+        "image",
+        str(spec),
+        apps[0],
+        "--base",
+        args.base,
+        "--to",
+        f"oci-layout:{work / 'seq'}:{apps[0]}",
+        *common,
+    )
+    second = _timed(
+        "image",
+        str(spec),
+        apps[1],
+        "--base",
+        args.base,
+        "--to",
+        f"oci-layout:{work / 'seq'}:{apps[1]}",
+        *common,
+    )
+
+    one = _manifest(work / "seq", apps[0])
+    two = _manifest(work / "seq", apps[1])
+    labels_layers = _stack_layer_count(work / "seq", one)
+    skip = len(one["layers"]) - labels_layers  # type: ignore[arg-type]
+    ours_one, ours_two = _layer_sizes(one, skip), _layer_sizes(two, skip)
+    have = {d for d, _ in ours_one}
+    second_push = sum(size for digest, size in ours_two if digest not in have)
+    clamp = int(time.time())
+    plain = _plain_images(
+        spec, common[:4], artifacts, apps, work, PurePosixPath("/opt/venvstacks"), clamp
+    )
+
+    rows = [
+        ("layered, both apps, cold store", f"{cold:.1f}", "", ""),
+        ("layered, both apps, warm store", f"{warm:.1f}", "", ""),
+        (f"layered, {apps[0]} (cold)", f"{first:.1f}", f"{sum(s for _, s in ours_one)}", ""),
+        (
+            f"layered, {apps[1]} after {apps[0]}",
+            f"{second:.1f}",
+            f"{sum(s for _, s in ours_two)}",
+            f"{second_push}",
+        ),
+        (f"plain COPY, {apps[0]}", f"{plain[0][0]:.1f}", f"{plain[0][1]}", ""),
+        (f"plain COPY, {apps[1]}", f"{plain[1][0]:.1f}", f"{plain[1][1]}", f"{plain[1][1]}"),
+    ]
+    print(f"{'image':45} {'seconds':>8} {'stack bytes':>14} {'2nd push bytes':>15}")
+    for name, seconds, size, pushed in rows:
+        print(f"{name:45} {seconds:>8} {size:>14} {pushed:>15}")
+    print(f"layers per app ({apps[0]}): " + ", ".join(f"{d[7:19]}={s}" for d, s in ours_one))
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _stack_layer_count(layout: Path, manifest: dict[str, object]) -> int:
+    config = manifest["config"]
+    assert isinstance(config, dict)
+    data = json.loads((layout / "blobs" / "sha256" / str(config["digest"])[7:]).read_text())
+    return len(str(data["config"]["Labels"]["io.venvstacks.layers"]).split(","))
+
+
+if __name__ == "__main__":
+    main()
