@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -36,46 +38,79 @@ def _image(
     )
 
 
+APP_C = """\
+import vs_frame2, vs_frame
+print("app-c", vs_frame2.where(), vs_frame.where())
+"""
+
+
 @pytest.fixture
 def image_stack(basic_stack: StackProject, base_layout: Path) -> StackProject:
+    """The basic stack plus an app `c` on the same frameworks as `a`."""
+    with basic_stack.spec.open("a") as spec:
+        spec.write(
+            '\n[[applications]]\nname = "c"\nframeworks = ["frame2"]\n'
+            'launch_module = "app_c.py"\nrequirements = []\n'
+        )
+    basic_stack.write("app_c.py", APP_C)
     return basic_stack
 
 
-def test_two_app_images_share_layers_and_run(
+def _files_changed_after(root: Path, when: float) -> list[str]:
+    return [
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if not p.is_symlink() and p.stat().st_mtime > when
+    ]
+
+
+def test_app_images_share_runtime_and_framework_layers_and_run(
     image_stack: StackProject, base_layout: Path, tmp_path: Path, podman: Podman
 ) -> None:
     dest = tmp_path / "images"
     base = f"oci-layout:{base_layout}:bookworm"
-    first = _image(image_stack, "a", "--base", base, "--to", f"oci-layout:{dest}:a")
-    second = _image(image_stack, "b", "--base", base, "--to", f"oci-layout:{dest}:b")
-    a, b = _inspect(dest, "a"), _inspect(dest, "b")
+    built = _image(image_stack, "--all-apps", "--base", base, "--to", f"oci-layout:{dest}")
+    assert len(built.stdout.strip().splitlines()) == 3, built.stdout
+    a, b, c = (_inspect(dest, tag) for tag in "abc")
     base_layers = _inspect(base_layout, "bookworm")["Layers"]
-    assert a["Layers"][: len(base_layers)] == base_layers  # type: ignore[index]
-    assert b["Layers"][: len(base_layers)] == base_layers  # type: ignore[index]
-    # a: runtime, frame, frame2, app; b: runtime, app. The runtime layer is shared byte for byte.
-    assert len(a["Layers"]) == len(base_layers) + 4  # type: ignore[arg-type]
-    assert a["Layers"][len(base_layers)] == b["Layers"][len(base_layers)]  # type: ignore[index]
-    labels = a["Labels"]
-    assert labels["io.venvstacks.app"] == "app-a"  # type: ignore[index]
+    n = len(base_layers)  # type: ignore[arg-type]
+    for image in (a, b, c):
+        assert image["Layers"][:n] == base_layers  # type: ignore[index]
+    # a and c: runtime, frame, frame2, app; b: runtime, app.
+    assert len(a["Layers"]) == len(c["Layers"]) == n + 4  # type: ignore[arg-type]
+    assert a["Layers"][n : n + 3] == c["Layers"][n : n + 3]  # type: ignore[index]
+    assert a["Layers"][n + 3] != c["Layers"][n + 3]  # type: ignore[index]
+    assert b["Layers"][n] == a["Layers"][n]  # type: ignore[index]
+    labels = c["Labels"]
+    assert labels["io.venvstacks.app"] == "app-c"  # type: ignore[index]
+    assert labels["io.venvstacks.layers"] == "cpython-3.11,framework-frame,framework-frame2,app-c"  # type: ignore[index]
+    # runc on an umoci bundle; the start writes nothing below the prefix (no post-install, no .pyc).
     bundle = tmp_path / "bundle-a"
+    before = time.time()
+    time.sleep(1.1)
     run = runc_run(dest, "a", bundle)
     assert run.returncode == 0, run.stderr
     assert "vs_app_a" in run.stdout and "/opt/venvstacks/framework-frame/" in run.stdout
-    subprocess.run(
-        [
-            "skopeo",
-            "copy",
-            "--preserve-digests",
-            f"oci:{dest}:b",
-            f"{podman.storage}localhost/app-b:test",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    assert _files_changed_after(bundle / "rootfs" / "opt" / "venvstacks", before) == []
+    # podman, from its own storage (skopeo keeps the digests).
+    for tag in ("b", "c"):
+        subprocess.run(
+            [
+                "skopeo",
+                "copy",
+                "--preserve-digests",
+                f"oci:{dest}:{tag}",
+                f"{podman.storage}localhost/app-{tag}:test",
+            ],
+            check=True,
+            capture_output=True,
+        )
     run_b = podman.run("localhost/app-b:test")
     assert run_b.returncode == 0, run_b.stderr
-    assert "app-b" in run_b.stdout and "42" in run_b.stdout
-    print(first.stdout, second.stdout)
+    assert run_b.stdout.split()[0] == "app-b" and run_b.stdout.split()[-1] == "42"
+    run_c = podman.run("localhost/app-c:test")
+    assert run_c.returncode == 0, run_c.stderr
+    assert "/opt/venvstacks/framework-frame2/" in run_c.stdout
 
 
 def _digest(layout: Path, tag: str) -> str:
@@ -88,7 +123,7 @@ def _digest(layout: Path, tag: str) -> str:
 
 
 def test_rebuilt_from_scratch_gives_the_same_digest_and_a_poor_base_is_refused(
-    image_stack: StackProject, base_layout: Path, tmp_path: Path
+    image_stack: StackProject, base_layout: Path, tmp_path: Path, podman: Podman
 ) -> None:
     base = f"oci-layout:{base_layout}:bookworm"
     _image(image_stack, "b", "--base", base, "--to", f"oci-layout:{tmp_path / 'one'}:b")
@@ -96,6 +131,90 @@ def test_rebuilt_from_scratch_gives_the_same_digest_and_a_poor_base_is_refused(
     rebuilt = _image(image_stack, "b", "--base", base, "--to", f"oci-layout:{tmp_path / 'two'}")
     assert "2 rebuilt" in rebuilt.stdout
     assert _digest(tmp_path / "one", "b") == _digest(tmp_path / "two", "latest")
+    # zstd layers: the base's layers stay as they are; podman runs the image.
+    zstd = tmp_path / "zstd"
+    _image(image_stack, "b", "--layer-format", "zstd", "--base", base, "--to", f"oci-layout:{zstd}")
+    raw = subprocess.run(
+        ["skopeo", "inspect", "--raw", f"oci:{zstd}:latest"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    types = [layer["mediaType"] for layer in json.loads(raw.stdout)["layers"]]
+    assert types[-2:] == ["application/vnd.oci.image.layer.v1.tar+zstd"] * 2
+    assert all(t.endswith("+gzip") for t in types[:-2])
+    subprocess.run(
+        [
+            "skopeo",
+            "copy",
+            "--preserve-digests",
+            f"oci:{zstd}:latest",
+            f"{podman.storage}localhost/app-b-zstd:test",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    run = podman.run("localhost/app-b-zstd:test")
+    assert run.returncode == 0 and run.stdout.split()[0] == "app-b", run.stderr
+    # Several platforms: this machine's image is built and tagged b-linux-amd64; an image index
+    # over it and the arm64 image (made on another machine: faked here) is written under b.
+    multi = tmp_path / "multi"
+    _image(
+        image_stack,
+        "b",
+        "--platform",
+        "linux/amd64",
+        "--base",
+        base,
+        "--to",
+        f"oci-layout:{multi}:b",
+    )
+    assert _digest(multi, "b") == _digest(multi, "b-linux-amd64")
+    _fake_platform(multi, "b", "b-linux-arm64", "arm64")
+    indexed = _image(
+        image_stack,
+        "b",
+        "--platform",
+        "linux/amd64",
+        "--platform",
+        "linux/arm64",
+        "--base",
+        base,
+        "--to",
+        f"oci-layout:{multi}:b",
+    )
+    assert "index: linux/amd64, linux/arm64" in indexed.stdout
+    raw = json.loads(
+        subprocess.run(
+            ["skopeo", "inspect", "--raw", f"oci:{multi}:b"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert raw["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert [m["platform"]["architecture"] for m in raw["manifests"]] == ["amd64", "arm64"]
+    arm = subprocess.run(
+        ["skopeo", "inspect", "--override-arch", "arm64", f"oci:{multi}:b"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(arm.stdout)["Architecture"] == "arm64"
+    missing = _image(
+        image_stack,
+        "b",
+        "--platform",
+        "linux/amd64",
+        "--platform",
+        "linux/s390x",
+        "--base",
+        base,
+        "--to",
+        f"oci-layout:{multi}:b",
+        check=False,
+    )
+    assert missing.returncode == 1 and "b-linux-s390x" in missing.stderr
     # A base without the C maths library, which the interpreter links against: refused.
     poor = tmp_path / "poor"
     add_whiteout_layer(base_layout, poor, ["/usr/lib/x86_64-linux-gnu/libm.so.6"], "nolibm")
@@ -128,3 +247,29 @@ def test_rebuilt_from_scratch_gives_the_same_digest_and_a_poor_base_is_refused(
     )
     assert refused.returncode == 1
     assert "ld-linux" in refused.stderr and "libm.so.6" in refused.stderr
+
+
+def _fake_platform(layout: Path, tag: str, new_tag: str, arch: str) -> None:
+    """Tag a copy of an image whose config claims another architecture (a stand-in for an
+    image built by a CI job on that platform)."""
+    blobs = layout / "blobs" / "sha256"
+    index = json.loads((layout / "index.json").read_text())
+    entry = next(
+        m
+        for m in index["manifests"]
+        if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag
+    )
+    manifest = json.loads((blobs / entry["digest"][7:]).read_text())
+    config = json.loads((blobs / manifest["config"]["digest"][7:]).read_text())
+    config["architecture"] = arch
+
+    def put(data: bytes) -> dict[str, object]:
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return {"digest": f"sha256:{digest}", "size": len(data)}
+
+    manifest["config"].update(put(json.dumps(config).encode()))
+    new = {**entry, **put(json.dumps(manifest).encode())}
+    new["annotations"] = {"org.opencontainers.image.ref.name": new_tag}
+    index["manifests"].append(new)
+    (layout / "index.json").write_text(json.dumps(index))

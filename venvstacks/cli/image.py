@@ -75,7 +75,17 @@ def _publish(
             f"layers without a valid lock: {', '.join(stale)} "
             "(run `venvstacks lock`, or pass --lock-if-needed)"
         )
-    publishing = publish_options_from(stack, options["output_dir"], None, False, False, False)
+    if options["output_dir"] is None:
+        # Archives only carry the layers into the image: kept in the build dir, in the fastest
+        # format (multi-threaded zstd), apart from what `publish` writes to _artifacts.
+        from venvstacks.publish.archive import ArchiveFormat
+        from venvstacks.publish.layers import PublishOptions
+
+        publishing = PublishOptions(
+            stack.layout.state_dir / "images" / "published", ArchiveFormat.TAR_ZST
+        )
+    else:
+        publishing = publish_options_from(stack, options["output_dir"], None, False, False, False)
     tasks = StackTasks(
         stack.plan,
         stack.layout,
@@ -177,13 +187,25 @@ def _check_prefix(prefix: str) -> str:
     "platforms",
     multiple=True,
     metavar="OS/ARCH",
-    help="The base's platform to use (default linux/amd64).",
+    help="The platform of the image (default: this machine's, e.g. linux/amd64). Given once, "
+    "the image is also tagged TAG-OS-ARCH; given several times, an image index over the images "
+    "at TAG-OS-ARCH is written under TAG (this machine's platform is built first).",
+)
+@click.option("--plain-http", is_flag=True, help="Talk HTTP, not HTTPS, to oci:// registries.")
+@click.option("--insecure", is_flag=True, help="Do not verify the registries' TLS certificates.")
+@click.option(
+    "--ca-file",
+    metavar="FILE",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Trust the registries' certificates issued by this CA (PEM).",
 )
 @click.option(
     "--output-dir",
     metavar="DIR",
     default=None,
-    help="Where layer archives are published first (default: _artifacts beside the spec).",
+    help="Also publish the layer archives here, as `publish` does (default: only in the build "
+    "dir, as tar.zst).",
 )
 @click.option(
     "--lock-if-needed/--no-lock-if-needed",
@@ -205,6 +227,9 @@ def image(
     layer_format: str,
     all_apps: bool,
     platforms: tuple[str, ...],
+    plain_http: bool,
+    insecure: bool,
+    ca_file: Path | None,
     build_dir: str | None,
     show_first: bool,
     show_only: bool,
@@ -219,14 +244,20 @@ def image(
     them once.
     """
     from venvstacks.image.assemble import LayerStore, build_image
-    from venvstacks.image.base import LayoutSink, load_base
+    from venvstacks.image.base import load_base, read_rootfs
+    from venvstacks.image.platforms import host_platform, parse_platform, platform_tag, write_index
     from venvstacks.image.refs import parse_image_ref
 
     prefix = _check_prefix(prefix)
     base_ref = parse_image_ref(base_text, "--base")
     dest_ref = parse_image_ref(dest_text, "--to")
-    if len(platforms) > 1:
-        raise click.UsageError("several --platform values need the registry support (oci://)")
+    host = host_platform(str(build_platform()))
+    wanted = list(dict.fromkeys(parse_platform(p) for p in platforms))
+    if len(wanted) == 1 and wanted[0] != host:
+        raise StackError(
+            f"this machine builds {host} images; build the {wanted[0]} image on a {wanted[0]} "
+            "machine (or list several --platform values to write an index over built ones)"
+        )
     stack = load_stack(spec_path, build_dir)
     apps = _find_apps(stack, app, all_apps)
     layers = _needed(stack, apps)
@@ -239,23 +270,56 @@ def image(
         as_json=as_json,
     ):
         return
-    publishing = _publish(ctx, stack, layers, options)
-    base = load_base(base_ref, platforms[0] if platforms else None)
-    if dest_ref.kind != "oci-layout":
-        raise StackError("--to oci://... is not supported yet (use oci-layout:DIR)")
-    sink = LayoutSink(dest_ref)
+    builds_here = not wanted or host in wanted
     store = LayerStore(stack.layout.state_dir / "images")
+    transport = _transport(plain_http, insecure, ca_file)
+    sink = _sink(dest_ref, transport)
+    if builds_here:
+        publishing = _publish(ctx, stack, layers, options)
+        base = load_base(base_ref, host, store=store.layout, transport=transport)
+        base_fs = read_rootfs(base)
     for chosen in apps:
-        request = _image_request(stack, publishing, chosen, prefix, layer_format)
         image_tag = _tag_for(chosen, tag, dest_ref.tag, all_apps)
-        built = build_image(base, request, store, sink, image_tag)
-        for warning in built.warnings:
-            _log.warning("warning: %s", warning)
-        click.echo(
-            f"{dest_ref.with_tag(image_tag)} {built.manifest.digest} "
-            f"({len(built.layers)} layers, {len(request.layers)} from the stack, "
-            f"{len(built.rebuilt)} rebuilt)"
-        )
+        if builds_here:
+            request = _image_request(stack, publishing, chosen, prefix, layer_format)
+            tags = [image_tag] if not wanted else [platform_tag(image_tag, host)]
+            if len(wanted) == 1:
+                tags.insert(0, image_tag)
+            built = build_image(base, request, store, sink, tags, base_fs=base_fs)
+            for warning in built.warnings:
+                _log.warning("warning: %s", warning)
+            pushed = getattr(sink, "count", None)
+            moved = f", {pushed.uploaded_bytes} bytes uploaded" if pushed is not None else ""
+            click.echo(
+                f"{dest_ref.with_tag(tags[-1])} {built.manifest.digest} "
+                f"({len(built.layers)} layers, {len(request.layers)} from the stack, "
+                f"{len(built.rebuilt)} rebuilt{moved})"
+            )
+        if len(wanted) > 1:
+            index, _ = write_index(sink, str(dest_ref), image_tag, wanted)
+            click.echo(
+                f"{dest_ref.with_tag(image_tag)} {index.digest} (index: {', '.join(wanted)})"
+            )
+
+
+def _transport(plain_http: bool, insecure: bool, ca_file: Path | None) -> Any:
+    """Registry transport options (None when no registry client is needed)."""
+    import importlib
+
+    try:
+        transport = importlib.import_module("venvstacks.oci.transport")
+    except ImportError:
+        return None
+    return transport.TransportOptions(plain_http=plain_http, insecure=insecure, ca_file=ca_file)
+
+
+def _sink(ref: Any, transport: Any) -> Any:
+    from venvstacks.image.base import LayoutSink, registry_module
+
+    if ref.kind == "oci-layout":
+        return LayoutSink(ref)
+    registry = registry_module()
+    return registry.RegistrySink(registry.connect(ref, transport), ref)
 
 
 def _tag_for(app: LayerPlan, tag: str | None, dest_tag: str | None, all_apps: bool) -> str:

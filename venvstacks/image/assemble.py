@@ -9,6 +9,7 @@ frameworks reuses their blobs instead of rebuilding them: the same inputs give t
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -25,6 +26,7 @@ from venvstacks.image.base import BaseImage, ImageSink, base_layer_descriptors, 
 from venvstacks.image.layout import ImageError, OciLayout
 from venvstacks.image.libcheck import check_libraries
 from venvstacks.image.media import CONFIG, MANIFEST, Descriptor, canonical_json, manifest_document
+from venvstacks.image.rootfs import RootFs
 from venvstacks.image.stage import (
     clamp_mtimes,
     compile_layer,
@@ -151,9 +153,9 @@ def _iso(timestamp: int) -> str:
     return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def check_base(base: BaseImage, request: ImageRequest) -> list[str]:
+def check_base(base: BaseImage, request: ImageRequest, base_fs: RootFs | None = None) -> list[str]:
     """Refuse a base that cannot run the runtime; warnings about extension modules."""
-    fs = read_rootfs(base)
+    fs = copy.deepcopy(base_fs) if base_fs is not None else read_rootfs(base)
     for part in [*[*request.prefix.parents][::-1][1:], request.prefix]:
         kind = fs.kinds.get(part.as_posix())
         if kind not in (None, "dir"):
@@ -298,11 +300,12 @@ def build_image(
     request: ImageRequest,
     store: LayerStore,
     sink: ImageSink,
-    tag: str,
-    warnings: list[str] | None = None,
+    tags: Sequence[str],
+    *,
+    base_fs: RootFs | None = None,
 ) -> BuiltImage:
-    """Check the base, build (or reuse) the layers and write the tagged image to `sink`."""
-    found = check_base(base, request) if warnings is None else warnings
+    """Check the base, build (or reuse) the layers and write the image to `sink` under `tags`."""
+    found = check_base(base, request, base_fs)
     stored, rebuilt = _build_layers(request, store, store.root / "work")
     ours = [
         Descriptor(
@@ -329,7 +332,8 @@ def build_image(
         "org.opencontainers.image.base.digest": labels["org.opencontainers.image.base.digest"],
     }
     manifest = canonical_json(manifest_document(config_descriptor, layers, annotations))
-    descriptor = sink.put_manifest(MANIFEST, manifest, tag)
+    for tag in tags:
+        descriptor = sink.put_manifest(MANIFEST, manifest, tag)
     return BuiltImage(descriptor, config_descriptor, layers, found, rebuilt, manifest)
 
 

@@ -109,12 +109,36 @@ def _load_from(
     return base
 
 
-def load_base(ref: ImageRef, platform: str | None = None) -> BaseImage:
-    """The base image named by `ref` (for `platform` if it is a multi-platform image)."""
+def load_base(
+    ref: ImageRef,
+    platform: str | None = None,
+    *,
+    store: OciLayout | None = None,
+    transport: Any = None,
+) -> BaseImage:
+    """The base image named by `ref` (for `platform` if it is a multi-platform image).
+
+    A registry base's blobs are downloaded into `store` (a local layout) as they are read.
+    """
     if ref.kind == "oci-layout":
         layout = OciLayout.open(ref.path)
         return _load_from(ref, layout, layout.find(ref.tag), platform)
-    raise ImageError(f"base {ref}: registry bases are not supported yet (use oci-layout:)")
+    registry = registry_module()
+    if store is None:
+        raise ImageError(f"base {ref}: a registry base needs a local blob store")
+    source = registry.RegistrySource(registry.connect(ref, transport), ref, store)
+    _, descriptor = source.manifest()
+    return _load_from(ref, source, descriptor, platform)
+
+
+def registry_module() -> Any:
+    """`venvstacks.image.registry`, which needs the registry client `venvstacks.oci`."""
+    import importlib
+
+    try:
+        return importlib.import_module("venvstacks.image.registry")
+    except ImportError:
+        raise ImageError("oci:// images need the registry client, missing here") from None
 
 
 def read_rootfs(base: BaseImage) -> RootFs:
@@ -170,3 +194,21 @@ class LayoutSink:
         descriptor = self.layout.write_blob(media_type, content)
         self.layout.tag(descriptor, tag)
         return descriptor
+
+    def find_image(self, tag: str) -> tuple[Descriptor, dict[str, Any]] | None:
+        """The manifest tagged `tag` and its config, or None."""
+        if not (self.ref.path / "index.json").is_file():
+            return None
+        layout = OciLayout.open(self.ref.path)
+        try:
+            descriptor = layout.find(tag)
+        except ImageError:
+            return None
+        if descriptor.media_type not in MANIFEST_TYPES:
+            return None
+        manifest = layout.read_json(descriptor)
+        try:
+            config = layout.read_json(Descriptor.from_json(manifest["config"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+        return Descriptor(descriptor.media_type, descriptor.digest, descriptor.size), config
