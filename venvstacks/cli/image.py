@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import click
 
-from venvstacks.cli.build import (
-    _lock_options,
-    _runtime_options,
-    _stale_locks,
-    lock_options,
-    run_stack_tasks,
-    shown_and_done,
-)
-from venvstacks.cli.common import LoadedStack, build_dir_option, load_stack, spec_argument
+from venvstacks.api.stack import Stack
+from venvstacks.cli.build import lock_options, sources_from
+from venvstacks.cli.common import build_dir_option, load_stack, spec_argument
+from venvstacks.cli.output import Output, shown_and_done, subscriber
 from venvstacks.errors import StackError
 from venvstacks.plan.layers import LayerPlan
 from venvstacks.plan.names import LayerKind
@@ -28,7 +22,7 @@ __all__ = ["COMMANDS"]
 _log = logging.getLogger("venvstacks")
 
 
-def _find_apps(stack: LoadedStack, app: str | None, all_apps: bool) -> list[LayerPlan]:
+def _find_apps(stack: Stack, app: str | None, all_apps: bool) -> list[LayerPlan]:
     apps = [l for l in stack.plan.enabled if l.kind is LayerKind.APPLICATION]
     if all_apps:
         if app is not None:
@@ -48,59 +42,47 @@ def _find_apps(stack: LoadedStack, app: str | None, all_apps: bool) -> list[Laye
     return matches
 
 
-def _needed(stack: LoadedStack, apps: Sequence[LayerPlan]) -> list[LayerPlan]:
-    wanted: dict[str, None] = {}
-    for app in apps:
-        for env in (*app.dependencies, app.env_name):
-            wanted[env] = None
-    return [l for l in stack.plan.layers if l.env_name in wanted]
-
-
 def _publish(
     ctx: click.Context,
-    stack: LoadedStack,
-    layers: list[LayerPlan],
+    stack: Any,
+    apps: list[LayerPlan],
     options: dict[str, Any],
 ) -> Any:
-    """Bring the layers up to date and published (like `build --publish`); the publish options."""
-    from venvstacks.cli.publish import publish_options_from
-    from venvstacks.tasks.stack import StackTasks
+    """Bring the layers up to date and published (like `build --publish`); the publish options.
 
-    lock = _lock_options(
-        stack, options["use_index"], options["local_wheels"], options["reset_lock"], False
+    Without --output-dir, the archives only carry the layers into the image: they are kept in
+    the build dir, in the fastest format (multi-threaded zstd), apart from what `publish` writes.
+    """
+    from venvstacks.api._publishing import internal_options
+    from venvstacks.api.options import BuildOptions, PublishOptions
+
+    output_dir = options["output_dir"]
+    request = PublishOptions(
+        include=tuple(a.env_name for a in apps),
+        with_dependencies=True,
+        output_dir=output_dir or stack.layout.state_dir / "images" / "published",
+        fmt=None if output_dir else "tar.zst",
+        jobs=options["jobs"],
     )
-    stale = _stale_locks(stack, layers)
-    if stale and not (options["lock_if_needed"] or lock.reset):
-        raise StackError(
-            f"layers without a valid lock: {', '.join(stale)} "
-            "(run `venvstacks lock`, or pass --lock-if-needed)"
-        )
-    if options["output_dir"] is None:
-        # Archives only carry the layers into the image: kept in the build dir, in the fastest
-        # format (multi-threaded zstd), apart from what `publish` writes to _artifacts.
-        from venvstacks.publish.archive import ArchiveFormat
-        from venvstacks.publish.layers import PublishOptions
-
-        publishing = PublishOptions(
-            stack.layout.state_dir / "images" / "published", ArchiveFormat.TAR_ZST
-        )
-    else:
-        publishing = publish_options_from(stack, options["output_dir"], None, False, False, False)
-    tasks = StackTasks(
-        stack.plan,
-        stack.layout,
-        lock_options=lock,
-        runtime_options=_runtime_options(
-            stack, options["runtime_archives"], options["runtime_fallback"]
+    build = BuildOptions(
+        include=tuple(a.env_name for a in apps),
+        sources=sources_from(
+            options["use_index"],
+            options["local_wheels"],
+            options["runtime_archives"],
+            options["runtime_fallback"],
         ),
-        publishing=publishing,
+        reset=options["reset_lock"],
+        lock_if_needed=options["lock_if_needed"],
+        publish=request,
+        jobs=options["jobs"],
     )
-    run_stack_tasks(stack, tasks, tasks.names("archive", layers), options["jobs"], ctx)
-    return publishing
+    stack.build(build, progress=subscriber(ctx))
+    return internal_options(stack, request, export=False)
 
 
 def _image_request(
-    stack: LoadedStack, publishing: Any, app: LayerPlan, prefix: str, layer_format: str
+    stack: Stack, publishing: Any, app: LayerPlan, prefix: str, layer_format: str
 ) -> Any:
     import json
 
@@ -260,11 +242,13 @@ def image(
         )
     stack = load_stack(spec_path, build_dir)
     apps = _find_apps(stack, app, all_apps)
-    layers = _needed(stack, apps)
+    from venvstacks.api.options import BuildOptions
+
+    shown = BuildOptions(include=tuple(a.env_name for a in apps))
     if shown_and_done(
+        Output(as_json=as_json),
         stack,
-        layers,
-        ["build", "publish", "image"],
+        shown,
         show_first=show_first,
         show_only=show_only,
         as_json=as_json,
@@ -275,7 +259,7 @@ def image(
     transport = _transport(plain_http, insecure, ca_file)
     sink = _sink(dest_ref, transport)
     if builds_here:
-        publishing = _publish(ctx, stack, layers, options)
+        publishing = _publish(ctx, stack, apps, options)
         base = load_base(base_ref, host, store=store.layout, transport=transport)
         base_fs = read_rootfs(base)
     for chosen in apps:
