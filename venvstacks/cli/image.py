@@ -77,7 +77,8 @@ def _publish(
         publish=request,
         jobs=options["jobs"],
     )
-    stack.build(build, progress=subscriber(ctx))
+    result = stack.build(build, progress=subscriber(ctx))
+    Output(report=options.get("report")).report(result.to_json())
     return internal_options(stack, request, export=False)
 
 
