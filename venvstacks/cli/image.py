@@ -71,6 +71,7 @@ def _publish(
             options["local_wheels"],
             options["runtime_archives"],
             options["runtime_fallback"],
+            layer_cache=not options.get("no_layer_cache", False),
         ),
         reset=options["reset_lock"],
         lock_if_needed=options["lock_if_needed"],
