@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import subprocess
 import sys
 import textwrap
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 from doit.exceptions import TaskFailed
 
+from venvstacks.errors import StackError
 from venvstacks.tasks.engine import TaskDict, build_dir_lock, full_name, run_tasks, task_states
 
 # ---------------------------------------------------------------------------------------------
@@ -262,13 +265,17 @@ def test_failed_task_is_not_recorded_as_done(tmp_path: Path) -> None:
     assert run_tasks(tasks, ["op:x"], db).up_to_date == ["op:x"]
 
 
-def test_exception_in_action_is_an_error_with_traceback(tmp_path: Path) -> None:
-    result = run_tasks(_single(tmp_path, _boom), ["op:x"], tmp_path / "tasks.db")
+def test_exception_in_action_is_one_line_and_its_traceback_is_debug_output(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="venvstacks"):
+        result = run_tasks(_single(tmp_path, _boom), ["op:x"], tmp_path / "tasks.db")
     assert result.code == 2
     message = result.failures["op:x"]
-    assert "Traceback" in message
-    assert "ZeroDivisionError: the action blew up" in message
-    assert "_boom" in message
+    assert "\n" not in message
+    assert message.startswith("ZeroDivisionError: the action blew up")
+    debug = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
+    assert "Traceback" in debug and "_boom" in debug
 
 
 def test_failure_stops_downstream_tasks(tmp_path: Path) -> None:
@@ -295,11 +302,39 @@ def test_keep_going_runs_independent_tasks_after_a_failure(tmp_path: Path) -> No
     assert _runs(log) == ["other"]
 
 
-def test_unknown_selected_task_is_a_doit_error(tmp_path: Path) -> None:
-    from doit.exceptions import InvalidCommand
-
-    with pytest.raises(InvalidCommand):
+def test_unknown_selected_task_is_a_one_line_stack_error(tmp_path: Path) -> None:
+    with pytest.raises(StackError, match=r"^no task named op:nope$"):
         run_tasks(_single(tmp_path, _fail, "x"), ["op:nope"], tmp_path / "tasks.db")
+
+
+def test_dependency_on_an_unknown_task_names_both_tasks(tmp_path: Path) -> None:
+    tasks: list[TaskDict] = [
+        {"basename": "deploy", "name": "app-x", "actions": [], "task_dep": ["deploy:cpython"]}
+    ]
+    expected = r"^task deploy:app-x needs deploy:cpython, which is not a known task$"
+    with pytest.raises(StackError, match=expected):
+        run_tasks(tasks, ["deploy:app-x"], tmp_path / "tasks.db")
+    with pytest.raises(StackError, match=expected):
+        task_states(tasks, tmp_path / "tasks.db")
+
+
+def test_cyclic_tasks_are_a_one_line_stack_error(tmp_path: Path) -> None:
+    tasks: list[TaskDict] = [
+        {"basename": "op", "name": "a", "actions": [], "task_dep": ["op:b"]},
+        {"basename": "op", "name": "b", "actions": [], "task_dep": ["op:a"]},
+    ]
+    expected = r"^tasks depend on each other in a cycle: op:a -> op:b -> op:a$"
+    with pytest.raises(StackError, match=expected):
+        run_tasks(tasks, ["op:a"], tmp_path / "tasks.db")
+
+
+def test_two_tasks_writing_one_target_is_a_stack_error(tmp_path: Path) -> None:
+    target = str(tmp_path / "out")
+    tasks: list[TaskDict] = [
+        {"basename": "op", "name": n, "actions": [], "targets": [target]} for n in ("a", "b")
+    ]
+    with pytest.raises(StackError, match=r"^tasks op:\w and op:\w both write .*out$"):
+        run_tasks(tasks, ["op:a"], tmp_path / "tasks.db")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -439,6 +474,95 @@ def test_task_states_does_not_modify_the_db(
     assert db.read_bytes() == before
     assert db.stat().st_mtime_ns == mtime
     assert _runs(log) == ["copy:one", "copy:two"]
+
+
+# ---------------------------------------------------------------------------------------------
+# A damaged task database is started afresh, with a warning, by every reader
+# ---------------------------------------------------------------------------------------------
+
+DAMAGED_DBS: dict[str, bytes] = {
+    "list": b"[1, 2]",
+    "number-entry": b'{"copy:one": 42}',
+    "bad-deps": b'{"copy:one": {"deps:": 5}}',
+    "bad-file-state": b'{"copy:one": {"/some/file": [1]}}',
+    "bad-values": b'{"copy:one": {"_values_:": "x"}}',
+    "truncated": b'{"copy:one": {"deps:": ["a"',
+    "binary": bytes(range(256)) * 4,
+    "empty": b"",
+    "null": b"null",
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED_DBS))
+def test_damaged_db_is_started_afresh_by_a_run(
+    damage: str, chain: tuple[list[TaskDict], Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    tasks, db, _log = chain
+    run_tasks(tasks, ["copy:two"], db)
+    db.write_bytes(DAMAGED_DBS[damage])
+    with caplog.at_level(logging.WARNING, logger="venvstacks"):
+        result = run_tasks(tasks, ["copy:two"], db)
+    assert result.code == 0
+    assert result.executed == ["copy:one", "copy:two"]  # every task checked its inputs again
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(db) in warnings[0] and "starting afresh" in warnings[0]
+    assert isinstance(json.loads(db.read_text()), dict)
+    assert run_tasks(tasks, ["copy:two"], db).up_to_date == ["copy:one", "copy:two"]
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED_DBS))
+def test_damaged_db_is_read_as_empty_by_task_states(
+    damage: str, chain: tuple[list[TaskDict], Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    tasks, db, _log = chain
+    run_tasks(tasks, ["copy:two"], db)
+    db.write_bytes(DAMAGED_DBS[damage])
+    with caplog.at_level(logging.WARNING, logger="venvstacks"):
+        states = task_states(tasks, db)
+    assert [s.status for s in states] == ["run", "run"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(db) in warnings[0]  # the real DB is named, not a copy
+    assert db.read_bytes() == DAMAGED_DBS[damage]  # status writes nothing
+
+
+def test_repair_task_db_empties_a_damaged_db_only(tmp_path: Path) -> None:
+    from venvstacks.tasks.engine import repair_task_db
+
+    db = tmp_path / "tasks.db"
+    assert not repair_task_db(db)
+    db.write_text('{"op:x": {"checker:": "MD5Checker"}}')
+    assert not repair_task_db(db)
+    assert json.loads(db.read_text()) == {"op:x": {"checker:": "MD5Checker"}}
+    db.write_text('{"link:x": 42}')
+    assert repair_task_db(db)
+    assert json.loads(db.read_text()) == {}
+
+
+def test_a_folder_in_place_of_the_db_is_a_stack_error(
+    chain: tuple[list[TaskDict], Path, Path],
+) -> None:
+    tasks, db, _log = chain
+    db.mkdir(parents=True)
+    with pytest.raises(StackError, match="is a folder"):
+        run_tasks(tasks, ["copy:two"], db)
+    with pytest.raises(StackError, match="is a folder"):
+        task_states(tasks, db)
+
+
+def test_a_db_that_cannot_be_saved_warns_once_and_the_run_goes_on(
+    chain: tuple[list[TaskDict], Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    tasks, db, _log = chain
+    db.parent.mkdir(parents=True)
+    db.parent.chmod(0o500)  # (as root, writes still succeed: then there is nothing to warn about)
+    try:
+        with caplog.at_level(logging.WARNING, logger="venvstacks"):
+            result = run_tasks(tasks, ["copy:two"], db)
+    finally:
+        db.parent.chmod(0o700)
+    assert result.code == 0 and result.executed == ["copy:one", "copy:two"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) <= 1
 
 
 # ---------------------------------------------------------------------------------------------

@@ -185,6 +185,14 @@ def test_needs_outside_the_states_are_ignored_for_propagation() -> None:
 
 BASE = Path("/stack")
 
+
+class _Check:
+    """Stands in for an up-to-date check that says what it found (as FolderIntact does)."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
 REASONS: list[tuple[dict[str, Any], list[str]]] = [
     ({"missing_target": ["/stack/_build/x.json"]}, ["not built yet: _build/x.json"]),
     ({"missing_target": ["/elsewhere/x.json"]}, ["not built yet: /elsewhere/x.json"]),
@@ -193,6 +201,14 @@ REASONS: list[tuple[dict[str, Any], list[str]]] = [
         ["changed: app.py, requirements/a/pylock.a.toml"],
     ),
     ({"uptodate_false": [("f", [], {})]}, ["its inputs or settings changed"]),
+    (
+        {"uptodate_false": [(_Check("environment changed: bin/python missing"), [], {})]},
+        ["environment changed: bin/python missing"],
+    ),
+    (
+        {"uptodate_false": [(_Check("environment changed: x added"), [], {}), ("f", [], {})]},
+        ["environment changed: x added", "its inputs or settings changed"],
+    ),
     ({"has_no_dependencies": True}, ["never ran"]),
     ({"never_run": True}, ["never ran"]),
     ({"checker_changed": ("TimestampChecker", "MD5Checker")}, ["dependency checker changed"]),

@@ -19,6 +19,8 @@ from typing import Any
 
 from venvstacks.envs import dynlib
 from venvstacks.envs._injected import postinstall
+from venvstacks.envs.manifest import record_folder
+from venvstacks.envs.oserrors import free_space, os_errors
 from venvstacks.envs.sourcetree import copy_module, default_source_filter
 from venvstacks.errors import BuildError, RuntimeProvisionError, StackError
 from venvstacks.plan.layers import LayerPlan, StackPlan
@@ -37,9 +39,11 @@ from venvstacks.runtimes.resolve import find_runtime
 __all__ = [
     "RuntimeOptions",
     "deployed_config",
+    "env_manifest_path",
     "install_layer",
     "link_layer",
     "provision_runtime",
+    "runtime_manifest_path",
     "runtime_python",
 ]
 
@@ -63,11 +67,33 @@ def provision_record_path(layout: BuildLayout, runtime_env: EnvName) -> Path:
     return layout.runtime_cache / f"{runtime_env}.json"
 
 
+def env_manifest_path(layout: BuildLayout, env: EnvName) -> Path:
+    """The manifest of a layer's environment, written by its install and link tasks."""
+    return layout.state_dir / "manifests" / f"env.{env}.json"
+
+
+def runtime_manifest_path(layout: BuildLayout, runtime_env: EnvName) -> Path:
+    """The manifest of a runtime's unpacked interpreter, written by its runtime task."""
+    return layout.state_dir / "manifests" / f"runtime.{runtime_env}.json"
+
+
 def provision_runtime(
     plan: StackPlan, env: EnvName, layout: BuildLayout, options: RuntimeOptions
 ) -> dict[str, Any]:
     """Find, verify and unpack a runtime's interpreter into the build dir's runtime cache."""
     layer = plan[env]
+    with os_errors(env, f"unpacking the runtime into {layout.runtime_cache / env}"):
+        source = _provision(layer, env, layout, options)
+        record_folder(layout.runtime_cache / env, runtime_manifest_path(layout, env))
+        record = _source_record(source)
+        record_path = provision_record_path(layout, env)
+        record_path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return record
+
+
+def _provision(
+    layer: LayerPlan, env: EnvName, layout: BuildLayout, options: RuntimeOptions
+) -> RuntimeSource:
     try:
         source = find_runtime(
             layer.python_implementation,
@@ -83,10 +109,7 @@ def provision_runtime(
         if exc.layer is not None:
             raise
         raise RuntimeProvisionError(env, exc.detail) from None
-    record = _source_record(source)
-    record_path = provision_record_path(layout, env)
-    record_path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    return record
+    return source
 
 
 def _source_record(source: RuntimeSource) -> dict[str, Any]:
@@ -159,6 +182,13 @@ def _uv_sync(env: EnvName, python: Path, lock: Path, layer: LayerPlan) -> None:
     try:
         run_checked(argv, env=extra, cwd=lock.parent)
     except ProcessFailed as exc:
+        if "No space left on device" in exc.output or "os error 28" in exc.output:
+            where = python.parent.parent
+            raise BuildError(
+                env,
+                f"out of disk space installing {lock.name} into {where}"
+                f"{free_space(where)}: {uv_failure(exc.output)}",
+            ) from None
         raise BuildError(env, f"installing {lock.name} failed: {uv_failure(exc.output)}") from None
 
 
@@ -239,18 +269,22 @@ def install_layer(plan: StackPlan, env: EnvName, layout: BuildLayout) -> dict[st
     if not lock.exists():
         raise BuildError(env, f"no lock file at {lock}; run `venvstacks lock` first")
     _check_local_wheels(env, lock)
-    try:
-        if layer.kind is LayerKind.RUNTIME:
-            python = _stage_runtime(layout, env, staging)
-        else:
-            python = _stage_venv(plan, layer, layout, staging)
-        _uv_sync(env, python, lock, layer)
-        dynlib.clean_scripts_dir(staging)
-        _drop_uv_cache_records(staging / site_dir(layer))
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    swap_into_place(staging, target)
+    with os_errors(env, f"building the environment in {staging}"):
+        try:
+            if layer.kind is LayerKind.RUNTIME:
+                python = _stage_runtime(layout, env, staging)
+            else:
+                python = _stage_venv(plan, layer, layout, staging)
+            _uv_sync(env, python, lock, layer)
+            dynlib.clean_scripts_dir(staging)
+            _drop_uv_cache_records(staging / site_dir(layer))
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    with os_errors(env, f"putting the environment in place at {target}"):
+        swap_into_place(staging, target)
+        # What the environment holds now: its install task is up to date only while it matches.
+        record_folder(target, env_manifest_path(layout, env))
     return {"built_at": time.time_ns(), "lock": lock.name}
 
 
@@ -375,10 +409,18 @@ def _full_py_version(layout: BuildLayout, layer: LayerPlan) -> str:
 
 def link_layer(plan: StackPlan, env: EnvName, layout: BuildLayout) -> dict[str, Any]:
     """Connect a built environment to its lower layers and add what deployment needs."""
-    layer = plan[env]
     env_dir = layout.env_dir(env)
     if not env_dir.exists():
         raise BuildError(env, f"environment {env_dir} does not exist (its install task must run)")
+    with os_errors(env, f"linking {env_dir}"):
+        result = _link(plan, env, layout, env_dir)
+        # Linked: from now on the environment must match this manifest to be up to date.
+        record_folder(env_dir, env_manifest_path(layout, env))
+    return result
+
+
+def _link(plan: StackPlan, env: EnvName, layout: BuildLayout, env_dir: Path) -> dict[str, Any]:
+    layer = plan[env]
     config = deployed_config(plan, layout, env)
     _write_json(env_dir / LAYER_CONFIG, config)
     site = env_dir / site_dir(layer)

@@ -25,7 +25,7 @@ from venvstacks.plan.layout import BuildLayout
 from venvstacks.runtimes.request import archive_dirs_from
 from venvstacks.spec.indexes import parse_timestamp
 from venvstacks.spec.stack import load_stack_spec
-from venvstacks.tasks.engine import TaskDict, build_dir_lock
+from venvstacks.tasks.engine import TaskDict, build_dir_lock, repair_task_db
 from venvstacks.tasks.stack import OPERATIONS, StackTasks
 
 __all__ = ["render_dodo", "stack_namespace"]
@@ -89,6 +89,9 @@ def stack_namespace(
         ),
     )
     tasks = stack.all_tasks()
+    # doit opens the database with its own JSON backend, which fails on a damaged one: replace
+    # a damaged database by an empty one first, as `venvstacks build` starts it afresh.
+    repair_task_db(layout.task_db)
     namespace: dict[str, Any] = {
         f"task_{op}": _creator(op, tasks, str(layout.lock_file) if hold_lock else None)
         for op in OPERATIONS

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
 from venvstacks.envs import build as envbuild
+from venvstacks.envs.manifest import check_folder
 from venvstacks.envs.sourcetree import default_source_filter, walk_source_tree
 from venvstacks.errors import StackError
 from venvstacks.hashing import hash_strings
@@ -43,6 +45,8 @@ from venvstacks.tasks.engine import TaskDict
 __all__ = ["OPERATIONS", "StackTasks", "task_name"]
 
 OPERATIONS = ("runtime", "lock", "install", "link", "archive", "export")
+
+_log = logging.getLogger(__name__)
 
 
 def task_name(operation: str, env: str) -> str:
@@ -100,6 +104,30 @@ def _path_exists(path: Path) -> bool:
     return path.exists()
 
 
+class FolderIntact:
+    """doit uptodate check: a folder still matches the manifest its task recorded.
+
+    Evaluated by `lstat` only (see `envs.manifest`). After a call, `why` says what changed, for
+    `status` and `graph --tasks`.
+    """
+
+    def __init__(self, folder: Path, manifest: Path, what: str) -> None:
+        self.folder = folder
+        self.manifest = manifest
+        self.what = what
+        self.why = ""
+
+    def __call__(self) -> bool:
+        problem = check_folder(self.folder, self.manifest)
+        self.why = "" if problem is None else f"{self.what} changed: {problem}"
+        if problem is not None:
+            _log.info("%s: %s", self.folder.name, self.why)
+        return problem is None
+
+    def __repr__(self) -> str:
+        return f"FolderIntact({str(self.folder)!r})"
+
+
 def _deployed_names_unchanged(
     task: Any, values: dict[str, Any], plan: StackPlan, env: EnvName, layout: BuildLayout
 ) -> bool:
@@ -147,7 +175,11 @@ class StackTasks:
         # Where the archive was found does not matter once its sha256 is recorded.
         # (The provision record names the archive and its sha256 for the layer metadata.)
         digest = hash_strings([layer.python_implementation])
-        python = envbuild.runtime_python(self.layout, env)
+        unpacked = FolderIntact(
+            self.layout.runtime_cache / env,
+            envbuild.runtime_manifest_path(self.layout, env),
+            "unpacked interpreter",
+        )
         return {
             "basename": "runtime",
             "name": env,
@@ -166,7 +198,7 @@ class StackTasks:
                 )
             ],
             "targets": [str(record)],
-            "uptodate": [config_changed(digest), (_path_exists, [python])],
+            "uptodate": [config_changed(digest), unpacked],
         }
 
     def lock_task(self, layer: LayerPlan) -> TaskDict:
@@ -241,7 +273,13 @@ class StackTasks:
             "uptodate": [
                 # uv picks wheels for the build platform's glibc target at install time.
                 config_changed(layer.spec.linux_target or "default"),
-                (_path_exists, [self.layout.env_dir(env)]),
+                # The environment as the install (or the link after it) left it, file by file:
+                # a deleted, edited or added file reinstalls it (and so relinks it).
+                FolderIntact(
+                    self.layout.env_dir(env),
+                    envbuild.env_manifest_path(self.layout, env),
+                    "environment",
+                ),
             ],
         }
 

@@ -59,7 +59,7 @@ def describe_reasons(reasons: Mapping[str, Any], base: Path | None = None) -> li
             files = sorted(_short(str(p), base) for p in items)
             described.append(f"{_FILE_REASONS[key]}: {', '.join(files)}")
         elif key == "uptodate_false":
-            described.append("its inputs or settings changed")
+            described.extend(_uptodate_reasons(list(items)))
         elif key in ("has_no_dependencies", "never_run"):
             described.append("never ran")
         elif key == "checker_changed":
@@ -67,6 +67,18 @@ def describe_reasons(reasons: Mapping[str, Any], base: Path | None = None) -> li
         else:
             described.append(f"{key}: {value}")
     return described
+
+
+def _uptodate_reasons(checks: Sequence[Any]) -> list[str]:
+    """What failed up-to-date checks say about themselves (`why`), else a generic reason."""
+    said = [
+        str(getattr(check[0], "why", ""))
+        for check in checks
+        if isinstance(check, tuple | list) and check
+    ]
+    specific = [why for why in said if why]
+    generic = len(specific) < len(checks)
+    return specific + (["its inputs or settings changed"] if generic or not specific else [])
 
 
 def _producers(tasks: Sequence[TaskDict]) -> dict[str, str]:
