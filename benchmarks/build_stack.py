@@ -1,6 +1,7 @@
 """Benchmark: lock and build a generated 14-layer stack; time cold, no-op and incremental builds.
 
     .venv/bin/python benchmarks/build_stack.py [--workdir DIR] [--repeat N] [--profile]
+                                               [--baseline SRC]
 
 Everything is local and hermetic: the test wheelhouse (tests/fixtures_wheels.py) plus a few
 generated wheels, a runtime packed from pyenv's CPython 3.11 with `venvstacks runtime pack`, and
@@ -10,6 +11,10 @@ a private uv cache (the first cold build runs with it empty). The stack is 1 run
 Prints one table of wall times (each a full `venvstacks` process, as a user would run it) and
 checks two targets: a no-op build under 0.5 s, and a one-app change that runs that app's tasks
 only. A no-op build is profiled with cProfile when it misses its target (or with --profile).
+
+`--baseline SRC` also times no-op builds of the same stack with the venvstacks package found in
+the source tree SRC (for example a `git worktree` of an earlier commit), alternating with this
+checkout so that both see the same machine load, and prints the two medians and their ratio.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import io
 import json
 import os
 import pstats
+import resource
 import shutil
 import statistics
 import subprocess
@@ -132,6 +138,7 @@ class Run:
     seconds: float
     tasks: list[str]
     task_seconds: dict[str, float] = field(default_factory=dict)
+    cpu: float = 0.0  # user + system CPU seconds of the venvstacks process and its children
 
 
 class Bench:
@@ -145,6 +152,12 @@ class Bench:
         # command would compile every venvstacks module again, ~60 ms. Keep it out of the repo.
         self.env.pop("PYTHONDONTWRITEBYTECODE", None)
         self.env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
+
+    def with_source(self, source: Path) -> Bench:
+        """The same benchmark, running the venvstacks package of another source tree."""
+        other = Bench(self.workdir, self.archives, self.wheelhouse)
+        other.env["PYTHONPATH"] = str(source)
+        return other
 
     def argv(self, command: str, spec: Path, *extra: str) -> list[str]:
         return [
@@ -163,11 +176,14 @@ class Bench:
 
     def run(self, command: str, spec: Path, *extra: str) -> Run:
         argv = self.argv(command, spec, *extra)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         result = subprocess.run(
             argv, check=False, cwd=spec.parent, env=self.env, capture_output=True, text=True
         )
         seconds = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if result.returncode != 0:
             sys.exit(f"{' '.join(argv)} failed:\n{result.stderr}")
         tasks, task_seconds = [], {}
@@ -176,7 +192,7 @@ class Bench:
                 _, name, took, _unit = line.split()
                 tasks.append(name)
                 task_seconds[name] = float(took.strip("("))
-        return Run(seconds, tasks, task_seconds)
+        return Run(seconds, tasks, task_seconds, cpu)
 
     def profile(self, spec: Path, top: int = 25) -> str:
         out = self.workdir / "no-op.prof"
@@ -228,18 +244,65 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="keep everything here (default: a temp dir)")
     parser.add_argument("--repeat", type=int, default=5, help="no-op builds to time")
     parser.add_argument("--profile", action="store_true", help="always profile a no-op build")
+    parser.add_argument(
+        "--baseline", type=Path, help="also time no-op builds with the venvstacks in this tree"
+    )
     args = parser.parse_args(argv)
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="venvstacks-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        return run_benchmark(workdir, args.repeat, args.profile)
+        return run_benchmark(workdir, args.repeat, args.profile, args.baseline)
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def run_benchmark(workdir: Path, repeat: int, always_profile: bool) -> int:
+def compare_no_ops(bench: Bench, baseline: Path, spec: Path, repeat: int) -> list[str]:
+    """Rows for no-op builds alternating between this checkout and `baseline`.
+
+    Wall times on a shared machine swing with its load; the CPU time a no-op build uses (user +
+    system, the process and its children) swings much less, so both are given.
+    """
+    other = bench.with_source(baseline)
+    other.run("build", spec)  # byte-compile the baseline's modules once
+    ours: list[Run] = []
+    theirs: list[Run] = []
+    for _ in range(max(repeat, 5)):
+        for runner, runs in ((bench, ours), (other, theirs)):
+            run = runner.run("build", spec)
+            assert run.tasks == [], run.tasks
+            runs.append(run)
+    rows = []
+    for label, runs in ((f"baseline {baseline.name}", theirs), ("this checkout", ours)):
+        wall = statistics.median(r.seconds for r in runs)
+        cpu = statistics.median(r.cpu for r in runs)
+        rows.append(
+            row(
+                f"no-op build, {label} (median of {len(runs)})",
+                wall,
+                f"min {min(r.seconds for r in runs):.2f} s; CPU {cpu:.3f} s "
+                f"(min {min(r.cpu for r in runs):.3f} s)",
+            )
+        )
+    ratio_wall = statistics.median(r.seconds for r in ours) / statistics.median(
+        r.seconds for r in theirs
+    )
+    ratio_cpu = statistics.median(r.cpu for r in ours) / statistics.median(r.cpu for r in theirs)
+    rows.append(
+        row(
+            "no-op build, this checkout / baseline",
+            ratio_wall,
+            f"(a ratio, not seconds) wall {100 * (ratio_wall - 1):+.0f}%, "
+            f"CPU {100 * (ratio_cpu - 1):+.0f}%, alternating runs",
+        )
+    )
+    return rows
+
+
+def run_benchmark(
+    workdir: Path, repeat: int, always_profile: bool, baseline: Path | None = None
+) -> int:
     wheelhouse = build_wheelhouse(workdir / "wheels")
     extra_wheels(wheelhouse)
     archives = workdir / "archives"
@@ -275,6 +338,8 @@ def run_benchmark(workdir: Path, repeat: int, always_profile: bool) -> int:
     )
     if no_op >= NO_OP_TARGET:
         misses.append(f"no-op build {no_op:.2f} s >= {NO_OP_TARGET} s")
+    if baseline is not None:
+        lines.extend(compare_no_ops(bench, baseline, spec, repeat))
     lock_no_op = bench.run("lock", spec)
     lines.append(row("no-op lock", lock_no_op.seconds, f"{len(lock_no_op.tasks)} tasks"))
 

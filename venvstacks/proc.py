@@ -5,6 +5,11 @@ environment variables, so every subprocess gets a cleaned copy of the environmen
 no UV_* except the few a user is expected to set (credentials, cache, exclude-newer), no
 PYTHON* variables, no VIRTUAL_ENV; uv never downloads a Python and reads no user or system
 configuration (only the settings venvstacks writes into each layer's resolve project).
+
+Every subprocess runs in a process group of its own, so that an interrupted command stops it
+and whatever it started at once (`stop_subprocesses`), and no new one starts afterwards. File
+descriptors registered with `inherited_fd` (the build-dir lock) stay open in the subprocesses:
+one that outlives a killed venvstacks keeps the build dir locked until it ends.
 """
 
 from __future__ import annotations
@@ -14,14 +19,25 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["ProcessFailed", "Runner", "clean_environment", "run_checked", "uv_command"]
+__all__ = [
+    "ProcessFailed",
+    "Runner",
+    "allow_subprocesses",
+    "clean_environment",
+    "inherited_fd",
+    "run_checked",
+    "stop_subprocesses",
+    "uv_command",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -94,6 +110,87 @@ def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+_RUNNING: set[subprocess.Popen[str]] = set()
+_INHERITED: set[int] = set()
+_STARTING = threading.Lock()
+_STOPPED = [False]  # set by stop_subprocesses: no subprocess starts any more
+
+
+@contextmanager
+def inherited_fd(fd: int) -> Iterator[None]:
+    """Keep `fd` open in every subprocess started while inside this block."""
+    with _STARTING:
+        _INHERITED.add(fd)
+    try:
+        yield
+    finally:
+        with _STARTING:
+            _INHERITED.discard(fd)
+
+
+def stop_subprocesses() -> None:
+    """Kill every running subprocess (with its process group) and refuse to start new ones.
+
+    For Ctrl-C: called from a signal handler too, so it takes no lock (the set is copied in one
+    step under the GIL) and only sends signals.
+    """
+    _STOPPED[0] = True
+    for process in list(_RUNNING):
+        _kill_group(process.pid)
+    _kill_other_children()
+
+
+def allow_subprocesses() -> None:
+    """Undo `stop_subprocesses` (for a new command in the same process, as tests run them)."""
+    _STOPPED[0] = False
+
+
+def _kill_group(pid: int) -> None:
+    with suppress(ProcessLookupError, PermissionError):
+        if hasattr(os, "killpg"):
+            os.killpg(pid, signal.SIGKILL)
+        else:  # pragma: no cover - Windows
+            os.kill(pid, signal.SIGTERM)
+
+
+def _kill_other_children() -> None:
+    """Children started without `run_checked` (a postinstall, a probe): kill them too (Linux)."""
+    me = os.getpid()
+    try:
+        pids = [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+    except OSError:
+        return
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 1 and int(fields[1]) == me:
+            with suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _start(argv: Sequence[str], cwd: Path | None, env: Mapping[str, str]) -> subprocess.Popen[str]:
+    with _STARTING:
+        if _STOPPED[0]:
+            raise ProcessFailed(argv, -signal.SIGINT, "interrupted: not started")
+        process = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            pass_fds=tuple(sorted(_INHERITED)),
+            process_group=0 if hasattr(os, "killpg") else None,
+        )
+        _RUNNING.add(process)
+    return process
+
+
 def run_checked(
     argv: Sequence[str],
     *,
@@ -101,21 +198,22 @@ def run_checked(
     env: Mapping[str, str] | None = None,
 ) -> str:
     """Run a command with a clean environment; return its combined output or raise ProcessFailed."""
-    _log.debug("running: %s", " ".join(str(a) for a in argv))
-    result = subprocess.run(
-        [str(a) for a in argv],
-        cwd=cwd,
-        env=clean_environment(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-        check=False,
-    )
-    if result.returncode != 0:
-        raise ProcessFailed(argv, result.returncode, result.stdout)
-    return result.stdout
+    args = [str(a) for a in argv]
+    _log.debug("running: %s", " ".join(args))
+    process = _start(args, cwd, clean_environment(env))
+    try:
+        output, _ = process.communicate()
+    except BaseException:
+        # Interrupted (Ctrl-C) or failed while waiting: nothing of the command may live on.
+        _kill_group(process.pid)
+        process.wait()
+        raise
+    finally:
+        with _STARTING:
+            _RUNNING.discard(process)
+    if process.returncode != 0:
+        raise ProcessFailed(argv, process.returncode, output)
+    return output
 
 
 _UV_LOCK = threading.Lock()

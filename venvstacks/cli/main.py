@@ -1,16 +1,20 @@
 """The `venvstacks` command line: argument parsing, logging set-up and exit codes.
 
 Exit codes: 0 success; 1 a stack or user error (one line on stderr, no traceback unless -v);
-2 a usage error. Commands live in the other `cli/` modules and call library functions; this module only
+2 a usage error; 130 interrupted (Ctrl-C). Commands live in the other `cli/` modules and call library functions; this module only
 wires them together and translates errors.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -115,9 +119,62 @@ def _register_commands() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; return the exit code instead of exiting (tests call this directly)."""
+    """Run the CLI; return the exit code instead of exiting (tests call this directly).
+
+    Ctrl-C kills every subprocess at once, prints `interrupted` and gives 130; run as the
+    `venvstacks` command (no `argv`), the process then ends at once, without waiting for
+    worker threads (a killed build is repaired by the next one).
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     _VERBOSITY[0] = 0
+    if "venvstacks.proc" in sys.modules:  # an earlier command in this process was interrupted
+        sys.modules["venvstacks.proc"].allow_subprocesses()
+    previous = _catch_interrupts()
+    try:
+        code = _run(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if code == INTERRUPTED and argv is None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+INTERRUPTED = 130
+
+
+def _subprocesses() -> Any:
+    """venvstacks.proc, imported only when needed (`--version` and `--help` stay cheap)."""
+    from venvstacks import proc
+
+    return proc
+
+
+def _on_interrupt(signum: int, frame: object) -> None:
+    """First Ctrl-C: stop the subprocesses now, then unwind; any further Ctrl-C is ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    started = sys.modules.get("venvstacks.proc")  # no import inside a signal handler
+    if started is not None:
+        started.stop_subprocesses()
+    raise KeyboardInterrupt
+
+
+def _catch_interrupts() -> Any:
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, _on_interrupt)
+
+
+def _interrupted() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _subprocesses().stop_subprocesses()
+    click.echo("interrupted", err=True)
+    return INTERRUPTED
+
+
+def _run(args: list[str]) -> int:
     try:
         result = cli.main(args=args, prog_name="venvstacks", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -128,12 +185,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except click.Abort:
+    except click.Abort as exc:
+        if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+            return _interrupted()
         click.echo("aborted", err=True)
         return 1
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        return 130
+        return _interrupted()
     except StackError as exc:
         if _VERBOSITY[0] >= 2:
             traceback.print_exc()

@@ -278,9 +278,10 @@ def install_layer(plan: StackPlan, env: EnvName, layout: BuildLayout) -> dict[st
             _uv_sync(env, python, lock, layer)
             dynlib.clean_scripts_dir(staging)
             _drop_uv_cache_records(staging / site_dir(layer))
-        except BaseException:
+        except Exception:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        # (Interrupted: no time is spent removing it; the next build sweeps it away.)
     with os_errors(env, f"putting the environment in place at {target}"):
         swap_into_place(staging, target)
         # What the environment holds now: its install task is up to date only while it matches.

@@ -32,6 +32,7 @@ from doit.runner import MThreadRunner, Runner
 from doit.task import Stream, Task
 
 from venvstacks.errors import StackError
+from venvstacks.proc import inherited_fd
 
 __all__ = [
     "RunResult",
@@ -441,6 +442,20 @@ def _try_lock(handle: IO[str]) -> bool:
     return True
 
 
+def _describe_holder(recorded: str) -> str:
+    """Who holds a build-dir lock: the venvstacks process, or what it started if it is gone."""
+    found = re.fullmatch(r"venvstacks \(pid (\d+)\)", recorded)
+    if found is None:
+        return recorded or "another process"
+    try:
+        os.kill(int(found.group(1)), 0)
+    except ProcessLookupError:
+        return f"subprocesses of the ended {recorded}"
+    except OSError:
+        pass
+    return recorded
+
+
 def _wait_for_lock(handle: IO[str]) -> None:
     while not _try_lock(handle):
         time.sleep(0.2)
@@ -456,7 +471,7 @@ def build_dir_lock(lock_path: Path, *, wait: bool = True) -> Iterator[None]:
     with open(lock_path, "a+") as handle:
         if not _try_lock(handle):
             handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            holder = _describe_holder(handle.read().strip())
             if not wait:
                 raise StackError(
                     f"the build dir {lock_path.parent.parent} is in use by {holder}"
@@ -468,7 +483,10 @@ def build_dir_lock(lock_path: Path, *, wait: bool = True) -> Iterator[None]:
         handle.write(f"venvstacks (pid {os.getpid()})\n")
         handle.flush()
         try:
-            yield
+            # Subprocesses hold the lock too: one that outlives a killed build (an orphaned uv
+            # still writing an environment) keeps the next build waiting until it ends.
+            with inherited_fd(handle.fileno()):
+                yield
         finally:
             handle.seek(0)
             handle.truncate()
