@@ -157,7 +157,7 @@ def test_status_when_an_environment_is_deleted(basic_stack: StackProject) -> Non
     shutil.rmtree(stack.build_dir / APP_B)
     found = status(stack)
     assert found[f"install:{APP_B}"]["state"] == "stale"
-    assert found[f"install:{APP_B}"]["why"] == ["its inputs or settings changed"]
+    assert found[f"install:{APP_B}"]["why"] == [f"environment changed: {APP_B} missing"]
     assert found[f"link:{APP_B}"]["state"] == "stale"
     others = {n for n, item in found.items() if item["state"] != "up-to-date"}
     assert others == {f"install:{APP_B}", f"link:{APP_B}"}
