@@ -49,6 +49,7 @@ import tomlkit
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 from tomlkit.items import AoT, InlineTable, Table
 
 from venvstacks.errors import LockError
@@ -506,17 +507,64 @@ def process_lock(
 # --- hashes and derived text files -------------------------------------------------------------
 
 
-def requirements_hash(lock_text: str) -> str:
-    """The content hash of a pylock text (``requirements_hash`` in the metadata).
+def _hashed_marker(marker: object) -> str | None:
+    """A package's marker as 0.8.0 hashes it: normalised, without the shared-package clause.
 
-    Hashes the sorted lines ``name==version[ ; marker] from <index>`` per package and
-    ``<wheel filename>:<algorithm>:<hash>`` per wheel hash, so comments, formatting and key
-    order do not matter. Raises ValueError if the text is not valid TOML.
+    The text is packaging's spelling with single quotes. ``sys_platform == 'from_lower_layer'``
+    alone hashes as no marker; ``(<m>) and sys_platform == 'from_lower_layer'`` hashes as
+    ``<m>`` (packaging drops the parentheses around a single clause; they are stripped when
+    present).
+    """
+    if not marker:
+        return None
+    text = _normalise_marker(str(marker))
+    if text == SHARED_MARKER:
+        return None
+    suffix = f" and {SHARED_MARKER}"
+    if SHARED_MARKER in text and text.endswith(suffix):
+        inner = text.removesuffix(suffix)
+        if inner.startswith("(") and inner.endswith(")") and _balanced_group(inner):
+            inner = inner[1:-1]
+        return inner
+    return text
+
+
+def _balanced_group(text: str) -> bool:
+    """Whether the ``(`` opening ``text`` is closed by its last ``)``."""
+    depth = 0
+    quote = ""
+    for index, char in enumerate(text):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return index == len(text) - 1
+    return False
+
+
+def _hashed_version(version: object) -> str:
+    try:
+        return str(Version(str(version)))
+    except InvalidVersion:
+        return "" if version is None else str(version)
+
+
+def requirement_hash_lines(lock_text: str) -> list[str]:
+    """The sorted lines `requirements_hash` hashes (exposed for diagnostics and tests).
+
+    Per package ``name==<Version>[ ; <marker>] from <index>`` (``unspecified index`` when the
+    entry names none), and per wheel hash ``<wheel filename>:<algorithm>:<hash>``. Raises
+    ValueError if the text is not valid TOML.
     """
     items: list[str] = []
     for entry in tomllib.loads(lock_text).get("packages", []):
-        marker = entry.get("marker")
-        pin = f"{entry['name']}=={entry.get('version', '')}"
+        pin = f"{entry['name']}=={_hashed_version(entry.get('version'))}"
+        marker = _hashed_marker(entry.get("marker"))
         if marker:
             pin = f"{pin} ; {marker}"
         items.append(f"{pin} from {entry.get('index') or 'unspecified index'}")
@@ -525,7 +573,18 @@ def requirements_hash(lock_text: str) -> str:
             items.extend(
                 f"{filename}:{algo}:{digest}" for algo, digest in wheel.get("hashes", {}).items()
             )
-    return hash_strings(sorted(items))
+    return sorted(items)
+
+
+def requirements_hash(lock_text: str) -> str:
+    """The content hash of a pylock text (``requirements_hash`` in the metadata), as 0.8.0 has it.
+
+    The sorted `requirement_hash_lines`, concatenated with no separator, sha256, written
+    ``sha256:<hex>``. Comments, formatting and key order do not matter; markers count in
+    packaging's normalised spelling, and the ``from_lower_layer`` clause of shared packages does
+    not count at all. Raises ValueError if the text is not valid TOML.
+    """
+    return hash_strings(requirement_hash_lines(lock_text))
 
 
 def package_summary(env_name: str, lock_text: str) -> str:
