@@ -7,41 +7,30 @@ the cases a real resolution cannot produce.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import subprocess
 import tomllib
-from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures_pylock import pkg, pylock
 
 from venvstacks.errors import LockError
-from venvstacks.hashing import hash_strings
 from venvstacks.lock import pylock as lockfile
 from venvstacks.lock.pylock import (
     SHARED_MARKER,
     LockedPackage,
-    LockInputs,
-    LockMetadata,
     LowerLayerPackages,
     constraint_dependencies,
-    lock_input_hash,
-    lock_status,
-    next_metadata,
-    other_inputs_hash,
     package_summary,
-    parse_metadata,
     process_lock,
     read_packages,
-    render_metadata,
     requirements_hash,
-    requirements_in,
-    version_inputs_hash,
 )
+from venvstacks.lock.wheels import local_wheel_path
 from venvstacks.plan.platforms import TargetPlatform, parse_linux_target, parse_macosx_target
 
 DATA = Path(__file__).parents[1] / "data" / "lockfile"
@@ -86,36 +75,6 @@ def processed_cases(wheel_dir: Path = FAKE_ROOT / "wheels") -> dict[str, str]:
     for case_name in CASES:  # lower cases come first in scenario.json
         processed[case_name] = process_case(case_name, processed, wheel_dir)
     return processed
-
-
-def pkg(
-    name: str,
-    version: str = "1.0",
-    marker: str | None = None,
-    tags: tuple[str, ...] = ("any",),
-    index: str | None = "https://pypi.org/simple",
-) -> str:
-    """One synthetic ``[[packages]]`` entry with https wheels, as uv spells them."""
-    lines = ["", "[[packages]]", f'name = "{name}"', f'version = "{version}"']
-    if marker is not None:
-        lines.append(f'marker = "{marker}"')
-    if index is not None:
-        lines.append(f'index = "{index}"')
-    wheels = []
-    for tag in tags:
-        filename = f"{name}-{version}-py3-none-{tag}.whl"
-        digest = hashlib.sha256(filename.encode()).hexdigest()
-        url = f"https://files.example/{filename}"
-        wheels.append(f'{{ url = "{url}", hashes = {{ sha256 = "{digest}" }} }}')
-    if wheels:
-        lines.append(f"wheels = [{', '.join(wheels)}]")
-    return "\n".join(lines) + "\n"
-
-
-def pylock(*entries: str) -> str:
-    return 'lock-version = "1.0"\ncreated-by = "uv"\nrequires-python = "==3.11.*"\n' + "".join(
-        entries
-    )
 
 
 def process(
@@ -493,7 +452,7 @@ def test_local_wheels_become_relative_paths(wheel: str, expected: dict[str, Any]
     ],
 )
 def test_local_wheel_locations(wheel: dict[str, str], path: str | None) -> None:
-    assert lockfile._local_wheel_path(wheel) == path
+    assert local_wheel_path(wheel) == path
 
 
 def test_unrelatable_wheel_path_is_a_lock_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -506,278 +465,6 @@ def test_unrelatable_wheel_path_is_a_lock_error(monkeypatch: pytest.MonkeyPatch)
         process(text)
 
 
-# --- requirements_hash -------------------------------------------------------------------------
-
-TINY = pylock(
-    pkg("a", "1.0", marker="os_name == 'nt'"),
-    pkg("b", "2.0", index=None, tags=("win_amd64", "any")),
-    pkg("c", "3.0", marker=SHARED_MARKER, index=None, tags=()),
-)
-
-
-def test_requirements_hash_line_format() -> None:
-    def wheel(filename: str) -> str:
-        return f"{filename}:sha256:{hashlib.sha256(filename.encode()).hexdigest()}"
-
-    lines = [
-        "a==1.0 ; os_name == 'nt' from https://pypi.org/simple",
-        wheel("a-1.0-py3-none-any.whl"),
-        "b==2.0 from unspecified index",
-        wheel("b-2.0-py3-none-win_amd64.whl"),
-        wheel("b-2.0-py3-none-any.whl"),
-        "c==3.0 from unspecified index",  # the shared clause is not hashed (as in 0.8.0)
-    ]
-    assert requirements_hash(TINY) == hash_strings(sorted(lines))
-
-
-@pytest.mark.parametrize(
-    "variant",
-    [
-        "# a comment\n" + TINY,
-        TINY.replace("\n", "\r\n"),
-        TINY.replace(  # key order
-            'marker = "os_name == \'nt\'"\nindex = "https://pypi.org/simple"',
-            'index = "https://pypi.org/simple"\nmarker = "os_name == \'nt\'"',
-        ),
-        TINY.replace("[{ url", "[\n    { url").replace("}]", "},\n]"),
-        TINY.replace('{ url = "https://files.example/a-1.0', '{ upload-time = 2024-01-01T00:00:00Z, url = "https://files.example/a-1.0'),
-    ],
-)  # fmt: skip
-def test_requirements_hash_ignores_formatting(variant: str) -> None:
-    assert requirements_hash(variant) == requirements_hash(TINY)
-
-
-@pytest.mark.parametrize(
-    ("old", "new"),
-    [
-        ('version = "2.0"', 'version = "2.1"'),
-        ("os_name == 'nt'", "os_name != 'nt'"),
-        ('index = "https://pypi.org/simple"', 'index = "https://example.org/simple"'),
-        ("a-1.0-py3-none-any.whl", "a-1.0-py3-none-manylinux_2_17_x86_64.whl"),
-        ('sha256 = "', 'sha256 = "0'),
-        ('name = "c"', 'name = "d"'),
-    ],
-)
-def test_requirements_hash_detects_changes(old: str, new: str) -> None:
-    assert old in TINY
-    assert requirements_hash(TINY.replace(old, new, 1)) != requirements_hash(TINY)
-
-
 def test_requirements_hash_of_processed_lock_is_reported() -> None:
     result = process(pylock(pkg("a")))
     assert result.requirements_hash == requirements_hash(result.text)
-
-
-def test_requirements_hash_rejects_invalid_toml() -> None:
-    with pytest.raises(ValueError):
-        requirements_hash("[[packages]\n")
-
-
-# --- package summary, .in file, input hashes ---------------------------------------------------
-
-
-def test_package_summary() -> None:
-    assert package_summary("app-x", TINY) == (
-        "# Package summary for app-x\n"
-        "#     Auto-generated by venvstacks (DO NOT EDIT)\n"
-        "a==1.0 ; os_name == 'nt'\n"
-        "b==2.0\n"
-        "\n"
-        "# Shared packages inherited from other layers\n"
-        "c==3.0\n"
-    )
-    assert package_summary("cpython-3.11", pylock()) == (
-        "# Package summary for cpython-3.11\n#     Auto-generated by venvstacks (DO NOT EDIT)\n"
-    )
-
-
-def test_requirements_in() -> None:
-    assert requirements_in(["numpy >= 1.26", 'pywin32; sys_platform == "win32"', "Foo[Bar]"]) == (
-        "# DO NOT EDIT. Automatically generated by venvstacks.\n"
-        "#              Relock layer dependencies to update.\n"
-        "numpy>=1.26\n"
-        'pywin32; sys_platform == "win32"\n'
-        "Foo[Bar]\n"
-    )
-
-
-def test_lock_input_hash() -> None:
-    expected = hash_strings(["numpy>=1.26", 'pywin32; sys_platform == "win32"'])
-    assert lock_input_hash(["pywin32 ; sys_platform=='win32'", "numpy >= 1.26"]) == expected
-    in_file = requirements_in(["numpy>=1.26", "pywin32; sys_platform == 'win32'"])
-    assert lock_input_hash((in_file + "\n    --hash=sha256:00\n").splitlines()) == expected
-    assert lock_input_hash(["numpy>=1.27", 'pywin32; sys_platform == "win32"']) != expected
-    assert lock_input_hash([]) == hash_strings([])
-
-
-def test_other_inputs_hash() -> None:
-    assert other_inputs_hash(
-        py_version="3.11.9", linux_target="glibc@2.28", macosx_target=None
-    ) == hash_strings(["py_version=3.11", "linux_target=glibc@2.28"])
-    assert other_inputs_hash(
-        py_version="3.12",
-        linux_target=None,
-        macosx_target="13.0",
-        runtime_env_name="cpython-3.12",
-        framework_names=["torch", "numpy"],
-    ) == hash_strings(["py_version=3.12", "macosx_target=13.0", "cpython-3.12", "torch", "numpy"])
-    assert other_inputs_hash(
-        py_version="3.11.7", linux_target=None, macosx_target=None
-    ) == other_inputs_hash(py_version="3.11.9", linux_target=None, macosx_target=None)
-
-
-def test_version_inputs_hash() -> None:
-    assert version_inputs_hash(env_name="framework-x", versioned=False) == hash_strings(
-        ["env_name=framework-x", "is_versioned_layer=False"]
-    )
-    assert version_inputs_hash(
-        env_name="app-x",
-        versioned=True,
-        launch_module_hash="sha256:aa",
-        support_module_hashes=["sha256:bb", "sha256/cc"],
-    ) == hash_strings(
-        ["env_name=app-x", "is_versioned_layer=True", "sha256:aa", "sha256:bb", "sha256/cc"]
-    )
-
-
-# --- metadata ----------------------------------------------------------------------------------
-
-META = LockMetadata(
-    lock_input_hash="sha256:11",
-    requirements_hash=requirements_hash(TINY),
-    other_inputs_hash="sha256:33",
-    version_inputs_hash="sha256:44",
-    lock_version=3,
-    locked_at="2025-08-27T00:00:00+00:00",
-)
-INPUTS = LockInputs("sha256:11", "sha256:33", "sha256:44")
-T0 = datetime(2025, 9, 1, 12, 30, 15, 123456, tzinfo=UTC)
-
-
-def test_render_metadata() -> None:
-    assert render_metadata(META) == (
-        "{\n"
-        '  "lock_input_hash": "sha256:11",\n'
-        f'  "lock_version": 3,\n'
-        '  "locked_at": "2025-08-27T00:00:00+00:00",\n'
-        '  "other_inputs_hash": "sha256:33",\n'
-        f'  "requirements_hash": "{META.requirements_hash}",\n'
-        '  "version_inputs_hash": "sha256:44"\n'
-        "}\n"
-    )
-    assert parse_metadata(render_metadata(META)) == META
-
-
-def test_parse_metadata_ignores_unknown_keys() -> None:
-    data = json.loads(render_metadata(META)) | {"comment": "x"}
-    assert parse_metadata(json.dumps(data)) == META
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        ({"lock_version": "3"}, "lock_version"),
-        ({"lock_version": True}, "lock_version"),
-        ({"locked_at": None}, "locked_at"),
-        ({"_legacy_requirements_hash": "sha256:00"}, "predates"),
-    ],
-)
-def test_parse_metadata_errors(change: dict[str, Any], message: str) -> None:
-    data = json.loads(render_metadata(META)) | change
-    with pytest.raises(ValueError, match=message):
-        parse_metadata(json.dumps(data))
-
-
-@pytest.mark.parametrize("text", ["[]", "{}", "not json"])
-def test_parse_metadata_rejects_non_metadata(text: str) -> None:
-    with pytest.raises(ValueError):
-        parse_metadata(text)
-
-
-@pytest.mark.parametrize(
-    ("inputs", "meta", "lock", "versioned", "changed"),
-    [
-        (INPUTS, META, TINY, True, ()),
-        (INPUTS, None, TINY, False, ("metadata",)),
-        (INPUTS, META, None, False, ("pylock",)),
-        (INPUTS, None, None, False, ("metadata", "pylock")),
-        (LockInputs("sha256:xx", "sha256:33", "sha256:44"), META, TINY, False, ("lock_input_hash",)),
-        (INPUTS, META, TINY.replace('"2.0"', '"2.1"'), False, ("requirements_hash",)),
-        (INPUTS, META, "[[packages]\n", False, ("requirements_hash",)),
-        (INPUTS, META, "# edited comment\n" + TINY, False, ()),
-        (LockInputs("sha256:11", "sha256:xx", "sha256:44"), META, TINY, False, ("other_inputs_hash",)),
-        (LockInputs("sha256:11", "sha256:33", "sha256:xx"), META, TINY, True, ("version_inputs_hash",)),
-        # version inputs only matter for versioned layers
-        (LockInputs("sha256:11", "sha256:33", "sha256:xx"), META, TINY, False, ()),
-    ],
-)  # fmt: skip
-def test_lock_status(
-    inputs: LockInputs,
-    meta: LockMetadata | None,
-    lock: str | None,
-    versioned: bool,
-    changed: tuple[str, ...],
-) -> None:
-    status = lock_status(inputs, meta, lock, versioned=versioned)
-    assert status.changed == changed
-    assert status.valid == (not changed)
-    assert status.needs_full_lock == (bool(changed) and changed != ("version_inputs_hash",))
-
-
-def test_first_lock_metadata() -> None:
-    for versioned in (False, True):
-        meta = next_metadata(None, TINY, INPUTS, T0, versioned)
-        assert meta == LockMetadata(
-            "sha256:11", requirements_hash(TINY), "sha256:33", "sha256:44", 1,
-            "2025-09-01T12:30:15+00:00",
-        )  # fmt: skip
-
-
-@pytest.mark.parametrize("versioned", [False, True])
-def test_identical_relock_keeps_metadata(versioned: bool) -> None:
-    previous = META if versioned else LockMetadata(**{**META.__dict__, "lock_version": 1})
-    meta = next_metadata(previous, "# new header\n" + TINY, INPUTS, T0, versioned)
-    assert meta is previous
-    assert render_metadata(meta) == render_metadata(previous)
-
-
-@pytest.mark.parametrize(("versioned", "version"), [(False, 1), (True, 4)])
-def test_changed_lock_renews_time_and_version(versioned: bool, version: int) -> None:
-    changed = TINY.replace('"2.0"', '"2.1"')
-    meta = next_metadata(META, changed, INPUTS, T0, versioned)
-    assert meta.requirements_hash == requirements_hash(changed)
-    assert (meta.locked_at, meta.lock_version) == ("2025-09-01T12:30:15+00:00", version)
-
-
-def test_changed_inputs_with_same_lock_keep_time_and_version() -> None:
-    inputs = LockInputs("sha256:new", "sha256:new2", "sha256:44")
-    meta = next_metadata(META, TINY, inputs, T0, versioned=True)
-    assert (meta.locked_at, meta.lock_version) == (META.locked_at, META.lock_version)
-    assert (meta.lock_input_hash, meta.other_inputs_hash) == ("sha256:new", "sha256:new2")
-
-
-def test_version_inputs_change_bumps_only_versioned_layers() -> None:
-    inputs = LockInputs("sha256:11", "sha256:33", "sha256:new")
-    bumped = next_metadata(META, TINY, inputs, T0, versioned=True)
-    assert (bumped.locked_at, bumped.lock_version) == ("2025-09-01T12:30:15+00:00", 4)
-    plain = next_metadata(META, TINY, inputs, T0, versioned=False)
-    assert (plain.locked_at, plain.lock_version, plain.version_inputs_hash) == (
-        META.locked_at,
-        1,
-        "sha256:new",
-    )
-
-
-@pytest.mark.parametrize(
-    ("candidate", "clamp", "locked_at"),
-    [
-        (T0, datetime(2025, 1, 1, tzinfo=UTC), "2025-01-01T00:00:00+00:00"),
-        (T0, datetime(2026, 1, 1, tzinfo=UTC), "2025-09-01T12:30:15+00:00"),
-        (T0, datetime(2025, 1, 1), "2025-01-01T00:00:00+00:00"),  # naive: taken as UTC
-        (T0.astimezone(timezone(timedelta(hours=2))), None, "2025-09-01T12:30:15+00:00"),
-        (datetime(2025, 9, 1, 12, 30, 15), None, "2025-09-01T12:30:15+00:00"),
-    ],
-)
-def test_lock_time_clamp(candidate: datetime, clamp: datetime | None, locked_at: str) -> None:
-    meta = next_metadata(None, TINY, INPUTS, candidate, False, exclude_newer=clamp)
-    assert meta.locked_at == locked_at

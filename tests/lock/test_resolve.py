@@ -16,18 +16,10 @@ from typing import Any
 import pytest
 
 from venvstacks.lock import pylock as lockfile
-from venvstacks.lock.resolve import (
-    EXTRA_INPUTS_KEY,
-    LockOptions,
-    _venvstacks_hints,
-    _write_if_changed,
-    drop_local_indexes,
-    explain_conflicts,
-    layer_inputs,
-    lower_providers,
-    stored_lock_state,
-    write_resolve_project,
-)
+from venvstacks.lock.inputs import EXTRA_INPUTS_KEY, layer_inputs, stored_lock_state
+from venvstacks.lock.project import LockOptions, write_if_changed, write_resolve_project
+from venvstacks.lock.resolve import drop_local_indexes
+from venvstacks.lock.uvrun import _venvstacks_hints, explain_conflicts, lower_providers
 from venvstacks.plan.layers import StackPlan, plan_stack
 from venvstacks.plan.layout import BuildLayout
 from venvstacks.plan.names import EnvName
@@ -182,7 +174,9 @@ def test_resolve_project_of_a_runtime(stack: Stack) -> None:
 def test_resolve_project_dependencies_are_sorted(stack: Stack) -> None:
     data = _resolve_project(stack, FRAME)
     assert data["project"]["dependencies"] == [
-        "Torch>=2", 'alpha; sys_platform == "linux"', "vs-frame",
+        "Torch>=2",
+        'alpha; sys_platform == "linux"',
+        "vs-frame",
     ]
     assert data["project"]["name"] == "framework-frame"
     assert data["tool"]["uv"]["environments"] == [
@@ -250,11 +244,11 @@ def test_resolve_project_is_only_rewritten_when_it_changes(stack: Stack) -> None
     assert "x==1" in pyproject.read_text()
 
 
-def test_write_if_changed(tmp_path: Path) -> None:
+def testwrite_if_changed(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "file.txt"
-    assert _write_if_changed(path, "one\n") is True
-    assert _write_if_changed(path, "one\n") is False
-    assert _write_if_changed(path, "two\n") is True
+    assert write_if_changed(path, "one\n") is True
+    assert write_if_changed(path, "one\n") is False
+    assert write_if_changed(path, "two\n") is True
     assert path.read_text() == "two\n"
     assert [p.name for p in path.parent.iterdir()] == ["file.txt"], "no temporary files left"
 
@@ -438,7 +432,10 @@ def test_index_change_is_an_extra_input(stack: Stack) -> None:
 def test_locks_without_the_extra_key_are_accepted(stack: Stack) -> None:
     """Locks written by venvstacks 0.8.0 lack venvstacks_inputs_hash."""
     stack.store_lock(RUNTIME, {"vs-base": "1.0"}, extra=False)
-    stack.edit('platforms = ["linux_x86_64", "macosx_arm64"]', 'platforms = ["macosx_arm64", "linux_x86_64"]')
+    stack.edit(
+        'platforms = ["linux_x86_64", "macosx_arm64"]',
+        'platforms = ["macosx_arm64", "linux_x86_64"]',
+    )
     assert stack.state(RUNTIME) == (True, ())
 
 
@@ -471,8 +468,11 @@ def test_layer_inputs(stack: Stack) -> None:
     assert inputs.lower_locks == (FRAME, RUNTIME)
     assert inputs.lock_input_hash == lockfile.lock_input_hash(["vs-app-a"])
     assert inputs.other_inputs_hash == lockfile.other_inputs_hash(
-        py_version="3.11", linux_target="glibc@2.28", macosx_target=None,
-        runtime_env_name=RUNTIME, framework_names=["frame"],
+        py_version="3.11",
+        linux_target="glibc@2.28",
+        macosx_target=None,
+        runtime_env_name=RUNTIME,
+        framework_names=["frame"],
     )
     assert inputs.version_inputs_hash == lockfile.version_inputs_hash(
         env_name=APP_A, versioned=False

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from venvstacks.lock import pylock as lockfile
-from venvstacks.lock.resolve import EXTRA_INPUTS_KEY, layer_inputs
+from venvstacks.lock.inputs import EXTRA_INPUTS_KEY, layer_inputs
 from venvstacks.lock.state import StoredLocks
 from venvstacks.plan.layers import StackPlan, plan_stack
 from venvstacks.plan.layout import BuildLayout
@@ -66,8 +66,11 @@ def _store_lock(spec: Path, env: str, version: str = "1.0", lock_version: int = 
     meta = lockfile.next_metadata(
         None, text, inputs.hashes, datetime(2025, 1, 2, tzinfo=UTC), plan[env].spec.versioned
     )
-    data = {**json.loads(lockfile.render_metadata(meta)), "lock_version": lock_version,
-            EXTRA_INPUTS_KEY: inputs.extra_inputs_hash}
+    data = {
+        **json.loads(lockfile.render_metadata(meta)),
+        "lock_version": lock_version,
+        EXTRA_INPUTS_KEY: inputs.extra_inputs_hash,
+    }
     paths = layout.lock(EnvName(env))
     paths.folder.mkdir(parents=True, exist_ok=True)
     paths.pylock.write_text(text)

@@ -11,7 +11,7 @@ from doit.exceptions import TaskFailed
 
 from venvstacks.envs.build import provision_record_path
 from venvstacks.errors import BuildError, LockError, StackError
-from venvstacks.lock.resolve import LockOptions
+from venvstacks.lock.project import LockOptions
 from venvstacks.plan.layers import StackPlan, plan_stack
 from venvstacks.plan.layout import BuildLayout
 from venvstacks.plan.platforms import build_platform

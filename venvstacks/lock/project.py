@@ -1,0 +1,142 @@
+"""The throw-away uv project that locks one layer: its `pyproject.toml` and uv settings.
+
+`LockOptions` are the settings that change how (not what) layers are locked; `uv_project_settings`
+builds the layer's ``[tool.uv]`` table (indexes, sources, environments for its target platforms,
+``no-build``); `write_resolve_project` writes the project; `write_if_changed` is the atomic,
+umask-respecting writer every lock file goes through.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+from packaging.utils import canonicalize_name
+
+from venvstacks.plan.layers import LayerPlan, StackPlan
+from venvstacks.plan.layout import BuildLayout
+from venvstacks.plan.platforms import TargetPlatform
+from venvstacks.spec.indexes import layer_index_list, layer_sources
+
+__all__ = [
+    "LockOptions",
+    "project_name",
+    "uv_project_settings",
+    "write_if_changed",
+    "write_resolve_project",
+]
+
+
+@dataclass(frozen=True)
+class LockOptions:
+    """Settings that change how (not what) layers are locked."""
+
+    use_index: bool = True
+    local_wheels: tuple[Path, ...] = ()
+    reset: frozenset[str] = frozenset()
+    exclude_newer: datetime | None = None
+
+
+def _environment_markers(platforms: Sequence[TargetPlatform]) -> list[str]:
+    markers = {
+        "linux": "sys_platform == 'linux'",
+        "macosx": "sys_platform == 'darwin'",
+        "win": "sys_platform == 'win32'",
+    }
+    machines = {
+        "x86_64": "platform_machine == 'x86_64'",
+        "aarch64": "platform_machine == 'aarch64'",
+        "arm64": "platform_machine == 'arm64'",
+        "amd64": "platform_machine == 'AMD64'",
+    }
+    windows_machines = {
+        "amd64": "platform_machine == 'AMD64'",
+        "arm64": "platform_machine == 'ARM64'",
+    }
+    return [
+        f"{markers[p.os_family]} and "
+        f"{(windows_machines if p.os_family == 'win' else machines)[p.machine]}"
+        for p in platforms
+    ]
+
+
+def uv_project_settings(plan: StackPlan, layer: LayerPlan, options: LockOptions) -> dict[str, Any]:
+    config = plan.spec.uv
+    settings: dict[str, Any] = {k: v for k, v in config.settings.items()}
+    settings.pop("exclude-newer", None)
+    if options.exclude_newer is not None:
+        settings["exclude-newer"] = options.exclude_newer.isoformat()
+    elif config.exclude_newer is not None:
+        settings["exclude-newer"] = config.exclude_newer.isoformat()
+    settings["no-build"] = True
+    settings.setdefault("environments", _environment_markers(layer.platforms))
+    index = layer_index_list(config, layer.package_indexes, layer.spec.priority_indexes)
+    if index:
+        settings["index"] = index
+    sources = layer_sources(config, layer.package_indexes)
+    if sources:
+        settings["sources"] = sources
+    return settings
+
+
+def write_resolve_project(
+    plan: StackPlan,
+    layer: LayerPlan,
+    layout: BuildLayout,
+    options: LockOptions,
+    constraints: Sequence[str],
+) -> Path:
+    """The throw-away uv project whose lock becomes the layer's lock."""
+    folder = layout.resolve_dir(layer.env_name)
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = uv_project_settings(plan, layer, options)
+    if constraints:
+        own = list(settings.get("constraint-dependencies", []))
+        settings["constraint-dependencies"] = [*own, *constraints]
+    if not options.use_index:
+        settings["no-index"] = True
+    if options.local_wheels:
+        links = [str(p) for p in options.local_wheels]
+        settings["find-links"] = [*settings.get("find-links", []), *links]
+    document = {
+        "project": {
+            "name": project_name(layer.env_name),
+            "version": "0",
+            "dependencies": sorted(layer.spec.requirements),
+            "requires-python": f"=={layer.py_major_minor}.*",
+        },
+        "tool": {"uv": settings},
+    }
+    write_if_changed(folder / "pyproject.toml", tomlkit.dumps(document))
+    return folder
+
+
+def project_name(env: str) -> str:
+    return canonicalize_name(re.sub(r"[^a-zA-Z0-9._-]", "-", env)) or "layer"
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Atomically replace `path` with `text` unless it already holds exactly that."""
+    data = text.encode("utf-8")
+    try:
+        if path.read_bytes() == data:
+            return False
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
