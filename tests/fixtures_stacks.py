@@ -94,14 +94,18 @@ class StackProject:
         self.spec.write_text(text.replace(old, new, 1))
 
     def run(
-        self, *args: str, check: bool = True, env: Mapping[str, str] | None = None
+        self,
+        *args: str,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run `venvstacks ARGS...` in the stack folder."""
+        """Run `venvstacks ARGS...` in the stack folder (or `cwd`)."""
         full_env = {**os.environ, **self.env, **(env or {})}
         full_env.pop("VENVSTACKS_RUNTIME_ARCHIVES", None)
         result = subprocess.run(
             [*VENVSTACKS, *args],
-            cwd=self.root,
+            cwd=self.root if cwd is None else cwd,
             env=full_env,
             capture_output=True,
             text=True,

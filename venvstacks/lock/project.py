@@ -21,7 +21,7 @@ import tomlkit
 from packaging.utils import canonicalize_name
 
 from venvstacks.plan.layers import LayerPlan, StackPlan
-from venvstacks.plan.layout import BuildLayout
+from venvstacks.plan.layout import BuildLayout, canonical_dir
 from venvstacks.plan.platforms import TargetPlatform
 from venvstacks.spec.indexes import layer_index_list, layer_sources
 
@@ -42,6 +42,11 @@ class LockOptions:
     local_wheels: tuple[Path, ...] = ()
     reset: frozenset[str] = frozenset()
     exclude_newer: datetime | None = None
+
+    def __post_init__(self) -> None:
+        # One spelling per wheel folder: locks name local wheels relative to themselves.
+        canonical = tuple(dict.fromkeys(canonical_dir(p) for p in self.local_wheels))
+        object.__setattr__(self, "local_wheels", canonical)
 
 
 def _environment_markers(platforms: Sequence[TargetPlatform]) -> list[str]:

@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from venvstacks.plan.names import EnvName, lock_file_stem
 
-__all__ = ["BuildLayout", "LockPaths"]
+__all__ = ["BuildLayout", "LockPaths", "canonical_dir", "canonical_file"]
 
 STATE_DIR_NAME = ".venvstacks"
 METADATA_DIR = "__venvstacks__"
 METADATA_MANIFEST = "venvstacks.json"
 METADATA_ENV_DIR = "env_metadata"
+
+
+def canonical_dir(path: Path | str) -> Path:
+    """One spelling per folder: absolute, ``~`` expanded, ``..`` and symlinks resolved.
+
+    Every piece of state (the task database's file keys, lock file paths, relative wheel paths
+    in locks, archive settings) is keyed on these, so ``other/../proj`` and a symlink to
+    ``proj`` are the same stack. The folder need not exist.
+    """
+    return Path(os.path.realpath(Path(path).expanduser().absolute()))
+
+
+def canonical_file(path: Path | str) -> Path:
+    """`canonical_dir` of the file's folder, with the file's own name kept.
+
+    A spec file that is itself a symlink keeps its folder (its `requirements/`, its relative
+    paths), as a symlinked file is used where it is linked.
+    """
+    absolute = Path(path).expanduser().absolute()
+    return canonical_dir(absolute.parent) / absolute.name
 
 
 @dataclass(frozen=True)
@@ -52,9 +73,9 @@ class BuildLayout:
     @classmethod
     def for_spec(cls, spec_path: Path, build_dir: Path | str | None = None) -> BuildLayout:
         """Build dir defaults to `_build` beside the spec; relative paths are from the spec dir."""
-        spec_path = spec_path.absolute()
+        spec_path = canonical_file(spec_path)
         chosen = Path(build_dir).expanduser() if build_dir is not None else Path("_build")
-        return cls(spec_path, spec_path.parent / chosen)
+        return cls(spec_path, canonical_dir(spec_path.parent / chosen))
 
     @property
     def spec_dir(self) -> Path:
@@ -97,12 +118,14 @@ class BuildLayout:
         return self.state_dir / "stamps" / f"{task}.{env}.json"
 
     def output_dir(self, given: Path | str | None, default: str) -> Path:
-        return self.spec_dir / Path(given if given is not None else default).expanduser()
+        """An output folder: relative to the spec's folder, in its canonical spelling."""
+        return canonical_dir(
+            self.spec_dir / Path(given if given is not None else default).expanduser()
+        )
 
 
 def relative_to_common(paths: list[Path]) -> tuple[Path, list[Path]]:
     """The common folder of `paths`, and each path relative to it (for compact reports)."""
-    import os
 
     if not paths:
         return Path.cwd(), []

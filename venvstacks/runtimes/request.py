@@ -205,11 +205,11 @@ def archive_dirs_from(
 ) -> tuple[Path, ...]:
     """Runtime archive folders: CLI ones first, then ``VENVSTACKS_RUNTIME_ARCHIVES``, then config.
 
-    Duplicates are dropped (first occurrence kept); ``~`` is expanded.
+    Duplicates are dropped (first occurrence kept); ``~``, ``..`` and symlinks are resolved.
     """
     source = os.environ if env is None else env
     from_env = [part for part in source.get(ARCHIVE_DIRS_ENV, "").split(os.pathsep) if part]
     seen: dict[Path, None] = {}
     for entry in [*cli_dirs, *from_env, *config_dirs]:
-        seen.setdefault(Path(entry).expanduser(), None)
+        seen.setdefault(Path(os.path.realpath(Path(entry).expanduser())), None)
     return tuple(seen)

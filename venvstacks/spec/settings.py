@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from venvstacks.plan.layout import canonical_dir
+
 __all__ = ["ARCHIVE_FORMATS", "RUNTIME_FALLBACKS", "ToolSettings", "parse_tool_settings"]
 
 RUNTIME_FALLBACKS = ("none", "host")
@@ -84,7 +86,7 @@ def _paths(value: object, spec_dir: Path, where: str, problems: list[str]) -> tu
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         problems.append(f"{where}: runtime-archives must be a path or an array of paths")
         return ()
-    return tuple((spec_dir / Path(v).expanduser()) for v in value)
+    return tuple(canonical_dir(spec_dir / Path(v).expanduser()) for v in value)
 
 
 def _path(
@@ -96,4 +98,4 @@ def _path(
     if not isinstance(value, str) or not value:
         problems.append(f"{where}: {key} must be a path")
         return None
-    return spec_dir / Path(value).expanduser()
+    return canonical_dir(spec_dir / Path(value).expanduser())

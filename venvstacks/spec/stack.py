@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from venvstacks.errors import SpecError
+from venvstacks.plan.layout import canonical_file
 from venvstacks.plan.names import EnvName, LayerKind, LayerName, env_name_for
 from venvstacks.plan.platforms import TargetPlatform
 from venvstacks.spec.fields import LayerTable, Problems, check_distinct_names, check_name
@@ -81,7 +82,7 @@ class StackSpec:
 
 def load_stack_spec(path: Path) -> StackSpec:
     """Read and check a stack spec file. Raises SpecError naming every problem found."""
-    path = Path(path).expanduser().absolute()
+    path = canonical_file(path)
     data = _read_document(path)
     return parse_stack_spec(data, path)
 
