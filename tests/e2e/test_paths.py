@@ -63,5 +63,7 @@ def test_spelling_of_paths_reruns_nothing(basic_stack: StackProject, tmp_path: P
     )  # fmt: skip
     assert project.ran_tasks(republished) == []
     # The build dir given through a symlink is the same build dir.
-    status = project.run("status", str(link / "venvstacks.toml"), "--build-dir", str(link / "_build"))
+    status = project.run(
+        "status", str(link / "venvstacks.toml"), "--build-dir", str(link / "_build")
+    )
     assert "0 stale, 0 waiting" in status.stdout, status.stdout
