@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from venvstacks.errors import GraphError
+from venvstacks.errors import GraphError, SpecError
 from venvstacks.plan.layers import c3_linearise, plan_stack, require_matches, select_layers
 from venvstacks.spec.stack import load_stack_spec, parse_stack_spec
 
@@ -32,7 +32,12 @@ C3_CASES = {
     "diamond": {"A": [], "B": ["A"], "C": ["A"], "D": ["B", "C"]},
     "deep_chain": {"A": [], "B": ["A"], "C": ["B"], "D": ["C"], "E": ["D"]},
     "two_diamonds": {
-        "A": [], "B": ["A"], "C": ["A"], "D": ["B", "C"], "E": ["A"], "F": ["D", "E"],
+        "A": [],
+        "B": ["A"],
+        "C": ["A"],
+        "D": ["B", "C"],
+        "E": ["A"],
+        "F": ["D", "E"],
         "G": ["F", "C"],
     },
     "wide": {"A": [], "B": [], "C": [], "D": ["A", "B", "C"], "E": ["D", "B"]},
@@ -54,10 +59,17 @@ def test_c3_failure_names_the_sequences() -> None:
 def test_stack_sys_path_order() -> None:
     plan = plan_stack(load_stack_spec(SPECS / "valid_diamond.toml"))
     assert plan["framework-d"].dependencies == (
-        "framework-b", "framework-c", "framework-a", "cpython-3.11",
+        "framework-b",
+        "framework-c",
+        "framework-a",
+        "cpython-3.11",
     )
     assert plan["app-x"].dependencies == (
-        "framework-d", "framework-b", "framework-c", "framework-a", "cpython-3.11",
+        "framework-d",
+        "framework-b",
+        "framework-c",
+        "framework-a",
+        "cpython-3.11",
     )
     assert plan["app-x"].direct_dependencies == ("framework-d", "framework-b")
     assert plan["cpython-3.11"].dependencies == ()
@@ -68,16 +80,29 @@ def _plan(layers: dict[str, list[dict[str, object]]]):  # type: ignore[no-untype
 
 
 def test_platforms_are_inferred_and_narrowed() -> None:
-    plan = _plan({
-        "runtimes": [{"name": "rt", "python_implementation": "cpython@3.11", "requirements": [],
-                      "platforms": ["linux_x86_64", "win_amd64", "macosx_arm64"]}],
-        "frameworks": [
-            {"name": "f", "runtime": "rt", "requirements": [], "platforms": ["win_amd64", "linux_x86_64"]},
-            {"name": "g", "frameworks": ["f"], "requirements": []},
-            {"name": "off", "runtime": "rt", "requirements": [], "platforms": []},
-            {"name": "above_off", "frameworks": ["off"], "requirements": []},
-        ],
-    })
+    plan = _plan(
+        {
+            "runtimes": [
+                {
+                    "name": "rt",
+                    "python_implementation": "cpython@3.11",
+                    "requirements": [],
+                    "platforms": ["linux_x86_64", "win_amd64", "macosx_arm64"],
+                }
+            ],
+            "frameworks": [
+                {
+                    "name": "f",
+                    "runtime": "rt",
+                    "requirements": [],
+                    "platforms": ["win_amd64", "linux_x86_64"],
+                },
+                {"name": "g", "frameworks": ["f"], "requirements": []},
+                {"name": "off", "runtime": "rt", "requirements": [], "platforms": []},
+                {"name": "above_off", "frameworks": ["off"], "requirements": []},
+            ],
+        }
+    )
     assert [str(p) for p in plan["framework-g"].platforms] == ["linux_x86_64", "win_amd64"]
     assert not plan["framework-off"].enabled
     assert not plan["framework-above_off"].enabled
@@ -105,6 +130,12 @@ STACK = {
         (["framework-b"], True, True, ["rt", "framework-a", "framework-b"]),
         (["rt2"], True, True, ["rt2", "framework-c"]),
         (["framework-*"], False, False, ["framework-a", "framework-b", "framework-c"]),
+        # Spec names work too, when the pattern matches no build name.
+        (["a"], False, False, ["framework-a"]),
+        (["b"], True, False, ["rt", "framework-a", "framework-b"]),
+        (["c*"], False, False, ["framework-c"]),
+        # A pattern matching build names selects by build name only (as in 0.8.0).
+        (["rt*"], False, False, ["rt", "rt2"]),
     ],
 )
 def test_selection(patterns: list[str], deps: bool, derived: bool, expected: list[str]) -> None:
@@ -124,18 +155,47 @@ def test_unmatched_patterns() -> None:
 
 
 def test_merged_package_indexes_are_inherited() -> None:
-    plan = _plan({
-        "runtimes": [{"name": "rt", "python_implementation": "cpython@3.11", "requirements": [],
-                      "package_indexes": {"Torch": "cpu"}}],
-        "frameworks": [
-            {"name": "a", "runtime": "rt", "requirements": []},
-            {"name": "b", "frameworks": ["a"], "requirements": [],
-             "package_indexes": {"torch": "cuda"}, "index_overrides": {"cpu": "cuda"}},
-        ],
-        "tool": {"uv": {"index": [
-            {"name": "cpu", "url": "https://cpu.invalid", "explicit": True},
-            {"name": "cuda", "url": "https://cuda.invalid", "explicit": True},
-        ]}},
-    })
+    plan = _plan(
+        {
+            "runtimes": [
+                {
+                    "name": "rt",
+                    "python_implementation": "cpython@3.11",
+                    "requirements": [],
+                    "package_indexes": {"Torch": "cpu"},
+                }
+            ],
+            "frameworks": [
+                {"name": "a", "runtime": "rt", "requirements": []},
+                {
+                    "name": "b",
+                    "frameworks": ["a"],
+                    "requirements": [],
+                    "package_indexes": {"torch": "cuda"},
+                    "index_overrides": {"cpu": "cuda"},
+                },
+            ],
+            "tool": {
+                "uv": {
+                    "index": [
+                        {"name": "cpu", "url": "https://cpu.invalid", "explicit": True},
+                        {"name": "cuda", "url": "https://cuda.invalid", "explicit": True},
+                    ]
+                }
+            },
+        }
+    )
     assert plan["framework-a"].package_indexes == {"torch": "cpu"}
     assert plan["framework-b"].package_indexes == {"torch": "cuda"}
+
+
+def test_framework_referenced_by_build_name_gets_a_hint() -> None:
+    stack = {
+        "runtimes": [{"name": "rt", "python_implementation": "cpython@3.11", "requirements": []}],
+        "frameworks": [
+            {"name": "web", "runtime": "rt", "requirements": []},
+            {"name": "api", "frameworks": ["framework-web"], "requirements": []},
+        ],
+    }
+    with pytest.raises(SpecError, match="spec name: 'web', not the build name 'framework-web'"):
+        plan_stack(parse_stack_spec(stack, Path("/nowhere/venvstacks.toml")))

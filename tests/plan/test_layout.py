@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from venvstacks.plan.layout import BuildLayout, LockPaths, relative_to_common
+from venvstacks.plan.layout import (
+    BuildLayout,
+    LockPaths,
+    canonical_dir,
+    canonical_file,
+    relative_to_common,
+)
 from venvstacks.plan.names import EnvName
 
 SPEC = Path("/work/stack/venvstacks.toml")
@@ -17,7 +23,7 @@ SPEC = Path("/work/stack/venvstacks.toml")
     [
         (None, Path("/work/stack/_build")),
         ("out", Path("/work/stack/out")),
-        (Path("../elsewhere/b"), Path("/work/stack/../elsewhere/b")),
+        (Path("../elsewhere/b"), Path("/work/elsewhere/b")),
         ("/abs/build", Path("/abs/build")),
         (Path("/abs/build"), Path("/abs/build")),
     ],
@@ -65,13 +71,17 @@ def test_lock_files_stay_beside_the_spec_whatever_the_build_dir() -> None:
 # env name -> (requirements.in, pylock, meta, summary) file names
 LOCK_NAMES = {
     "app-a": (
-        "requirements-app-a.in", "pylock.app-a.toml", "pylock.app-a.meta.json",
+        "requirements-app-a.in",
+        "pylock.app-a.toml",
+        "pylock.app-a.meta.json",
         "packages-app-a.txt",
     ),
     # periods are not allowed in pylock.<name>.toml: runtimes' names become cpython-3_11
     "cpython-3.11": (
-        "requirements-cpython-3_11.in", "pylock.cpython-3_11.toml",
-        "pylock.cpython-3_11.meta.json", "packages-cpython-3.11.txt",
+        "requirements-cpython-3_11.in",
+        "pylock.cpython-3_11.toml",
+        "pylock.cpython-3_11.meta.json",
+        "packages-cpython-3.11.txt",
     ),
 }
 
@@ -100,19 +110,30 @@ def test_output_dir(given: str | None, expected: Path) -> None:
 
 def test_relative_to_common_for_several_paths() -> None:
     paths = [Path("/a/req/x/p.toml"), Path("/a/req/y/q.toml")]
-    assert relative_to_common(paths) == (
-        Path("/a/req"), [Path("x/p.toml"), Path("y/q.toml")]
-    )
+    assert relative_to_common(paths) == (Path("/a/req"), [Path("x/p.toml"), Path("y/q.toml")])
 
 
 def test_relative_to_common_for_one_path_keeps_its_name() -> None:
-    assert relative_to_common([Path("/a/req/x/p.toml")]) == (
-        Path("/a/req/x"), [Path("p.toml")]
-    )
+    assert relative_to_common([Path("/a/req/x/p.toml")]) == (Path("/a/req/x"), [Path("p.toml")])
 
 
-def test_relative_to_common_for_no_paths(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_relative_to_common_for_no_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert relative_to_common([]) == (tmp_path, [])
+
+
+def test_canonical_paths_resolve_dots_and_symlinked_folders(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    (real / "venvstacks.toml").write_text("")
+    (real / "alias.toml").symlink_to(real / "venvstacks.toml")
+    for spelling in (real, tmp_path / "other" / ".." / "real", tmp_path / "link"):
+        assert canonical_dir(spelling) == real.resolve()
+        assert canonical_file(spelling / "venvstacks.toml") == real.resolve() / "venvstacks.toml"
+        layout = BuildLayout.for_spec(spelling / "venvstacks.toml", "../link/_build")
+        assert layout.build_dir == real.resolve() / "_build"
+        assert layout.output_dir("../other/../real/out", "_artifacts") == real.resolve() / "out"
+    # A symlinked spec file keeps its name (and its folder): it is used where it is linked.
+    assert canonical_file(tmp_path / "link" / "alias.toml") == real.resolve() / "alias.toml"

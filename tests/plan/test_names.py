@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from venvstacks.plan.names import EnvName, LayerKind, LayerName, env_name_for, lock_file_stem
+from venvstacks.plan.names import (
+    EnvName,
+    LayerKind,
+    LayerName,
+    env_name_for,
+    lock_file_stem,
+    match_layer_names,
+    spec_name_of,
+)
 
 KINDS = [
     (LayerKind.RUNTIME, "runtimes", "", "cpython-3.11", "cpython-3.11"),
@@ -36,3 +44,36 @@ def test_kinds_are_in_build_order() -> None:
 )
 def test_lock_file_stem(env: str, stem: str) -> None:
     assert lock_file_stem(EnvName(env)) == stem
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [("framework-web", "web"), ("app-x@2", "x@2"), ("cpython-3.11", "cpython-3.11")],
+)
+def test_spec_name_of(env: str, name: str) -> None:
+    assert spec_name_of(env) == name
+
+
+LAYERS = {
+    "cpython-3.11": (("cpython-3.11",), "cpython-3.11"),
+    "framework-web": (("framework-web",), "web"),
+    "app-web": (("app-web", "app-web@2"), "web"),
+    "app-x": (("app-x",), "x"),
+}
+
+
+@pytest.mark.parametrize(
+    ("patterns", "chosen", "unmatched"),
+    [
+        (["framework-web"], ["framework-web"], ()),
+        (["app-web@2"], ["app-web"], ()),
+        (["web"], ["framework-web", "app-web"], ()),
+        (["app-*"], ["app-web", "app-x"], ()),
+        (["x", "nope"], ["app-x"], ("nope",)),
+        (["*"], list(LAYERS), ()),
+    ],
+)
+def test_match_layer_names(
+    patterns: list[str], chosen: list[str], unmatched: tuple[str, ...]
+) -> None:
+    assert match_layer_names(patterns, LAYERS) == (chosen, unmatched)

@@ -49,7 +49,12 @@ def test_platform_parts(target: TargetPlatform) -> None:
 
 def test_default_set_is_every_platform_sorted() -> None:
     assert [str(p) for p in TargetPlatform.default_set()] == [
-        "linux_aarch64", "linux_x86_64", "macosx_arm64", "macosx_x86_64", "win_amd64", "win_arm64",
+        "linux_aarch64",
+        "linux_x86_64",
+        "macosx_arm64",
+        "macosx_x86_64",
+        "win_amd64",
+        "win_arm64",
     ]
 
 
@@ -95,7 +100,9 @@ def test_parse_macosx_target(text: str, expected: tuple[int, int]) -> None:
 
 @pytest.mark.parametrize("text", ["", "13.0.1", "v13", "13.x"])
 def test_bad_macosx_target(text: str) -> None:
-    with pytest.raises(ValueError, match=re.escape("macOS target must be of the form 'X' or 'X.Y'")):
+    with pytest.raises(
+        ValueError, match=re.escape("macOS target must be of the form 'X' or 'X.Y'")
+    ):
         parse_macosx_target(text)
 
 
@@ -129,7 +136,8 @@ MARKERS = [
 @pytest.mark.parametrize(("marker", "true_on"), MARKERS)
 def test_marker_environment(marker: str, true_on: set[TargetPlatform]) -> None:
     evaluated = {
-        target for target in TargetPlatform
+        target
+        for target in TargetPlatform
         if Marker(marker).evaluate(marker_environment(target, "3.12.4"))  # type: ignore[arg-type]
     }
     assert evaluated == true_on
@@ -161,7 +169,10 @@ def uv_platform_names() -> set[str]:
     """The values uv itself accepts for `--python-platform` (from its refusal of a bad one)."""
     refused = subprocess.run(
         [*uv_command(), "pip", "compile", "--python-platform", "not-a-platform", "-"],
-        input="", capture_output=True, text=True, check=False,
+        input="",
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert refused.returncode == 2
     found = re.search(r"\[possible values: (.*?)\]", refused.stderr, re.DOTALL)

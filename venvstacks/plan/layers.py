@@ -7,12 +7,11 @@ its merged package index choices. Cross-layer problems are all collected and rai
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from venvstacks.errors import GraphError, SpecError
-from venvstacks.plan.names import EnvName, LayerKind, LayerName
+from venvstacks.plan.names import EnvName, LayerKind, LayerName, match_layer_names
 from venvstacks.plan.platforms import TargetPlatform
 from venvstacks.spec.indexes import check_layer_indexes, merge_package_indexes
 from venvstacks.spec.stack import LayerSpec, StackSpec
@@ -211,11 +210,7 @@ def _resolve_references(
             continue
         ok = False
         if name not in declared:
-            hint = (
-                " (applications cannot depend on applications)"
-                if any(a.name == name for a in spec.applications)
-                else ""
-            )
+            hint = _reference_hint(name, declared, spec)
             problems.append(f"{layer.where}: references unknown framework {name!r}{hint}")
         elif (
             layer.kind is LayerKind.FRAMEWORK
@@ -227,6 +222,17 @@ def _resolve_references(
                 f"(forward references are not allowed: define {name!r} first)"
             )
     return [f"framework-{n}" for n in layer.frameworks] if ok else None
+
+
+def _reference_hint(name: str, declared: Mapping[str, int], spec: StackSpec) -> str:
+    """Why a framework reference may be unknown: a build name, or an application."""
+    prefix = LayerKind.FRAMEWORK.prefix
+    if name.startswith(prefix) and name[len(prefix) :] in declared:
+        short = name[len(prefix) :]
+        return f" (name frameworks by their spec name: {short!r}, not the build name {name!r})"
+    if any(a.name == name for a in spec.applications):
+        return " (applications cannot depend on applications)"
+    return ""
 
 
 def _consistent_runtime(
@@ -303,19 +309,16 @@ def select_layers(
     with_dependencies: bool = True,
     with_derived: bool = True,
 ) -> tuple[tuple[LayerPlan, ...], tuple[str, ...]]:
-    """Layers matching any `fnmatch` pattern on build names, plus dependencies and derived layers.
+    """Layers named by `patterns`, plus their dependencies and derived layers.
 
-    Returns the selection in build order and the patterns that matched nothing.
+    A pattern names layers by build name (``framework-web``, ``app-x``, ``cpython-3.11``; an
+    `fnmatch` pattern as in 0.8.0) or, when it matches no build name, by spec name (``web``);
+    see `match_layer_names`. Returns the selection in build order and the patterns that matched
+    nothing.
     """
     enabled = plan.enabled
-    matched = {
-        layer.env_name
-        for layer in enabled
-        if any(fnmatch.fnmatchcase(layer.env_name, p) for p in patterns)
-    }
-    unmatched = tuple(
-        p for p in patterns if not any(fnmatch.fnmatchcase(l.env_name, p) for l in enabled)
-    )
+    names = {layer.env_name: ((layer.env_name,), str(layer.name)) for layer in enabled}
+    matched, unmatched = match_layer_names(patterns, names)
     chosen = set(matched)
     for env in matched:
         if with_dependencies:
