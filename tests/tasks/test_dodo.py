@@ -135,7 +135,7 @@ def test_namespace_paths_are_relative_to_the_dodo_folder(diamond: Path) -> None:
     )
     lock = _lock_options(namespace, "app-x")
     assert lock.use_index is False
-    assert lock.local_wheels == (diamond.parent / "../wheels",)
+    assert lock.local_wheels == ((diamond.parent / "../wheels").resolve(),)
     runtime = _runtime_options(namespace)
     assert runtime.archive_dirs[0] == diamond.parent / "archives"
     assert runtime.fallback == "host"
