@@ -154,20 +154,80 @@ def test_python_dash_m_runs_the_same_cli() -> None:
 
 
 def test_no_arguments_prints_help_and_exits_2() -> None:
+    """As 0.8.0: the help on stdout, exit status 2."""
     result = run()
     assert result.returncode == 2
-    output = result.stdout + result.stderr
-    assert output.startswith("Usage: venvstacks [OPTIONS] COMMAND")
-    assert "Commands:" in output and "show" in output
+    assert result.stderr == ""
+    assert result.stdout.startswith("Usage: venvstacks [OPTIONS] COMMAND")
+    assert "Commands:" in result.stdout and "show" in result.stdout
 
 
-@pytest.mark.parametrize("command", ["show", "graph"])
-def test_missing_spec_path_is_a_usage_error(command: str) -> None:
-    result = run(command)
+def test_command_summaries_are_whole_sentences() -> None:
+    for columns in ("60", "100"):
+        result = run("--help", env={"COLUMNS": columns})
+        section = result.stdout.partition("\nCommands:\n")[2]
+        entries = re.split(r"\n  (?=\S)", "\n" + section.rstrip())[1:]
+        assert len(entries) >= 10, section
+        for entry in entries:
+            summary = " ".join(entry.split()[1:])
+            assert summary.endswith("."), (columns, summary)
+            assert not summary.endswith("..."), (columns, summary)
+
+
+@pytest.mark.parametrize("command", ["show", "graph", "status", "lock"])
+def test_missing_spec_path_without_a_spec_here_is_one_line(command: str, tmp_path: Path) -> None:
+    result = run(command, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stdout == ""
-    assert "Missing argument 'SPEC_PATH'" in result.stderr
-    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "venvstacks.toml" in lines[0] and str(tmp_path) in lines[0]
+
+
+@pytest.mark.parametrize("name", ["venvstacks.toml", "venvstacks.yaml", "venvstacks.yml"])
+def test_spec_path_defaults_to_the_spec_in_the_current_folder(name: str, tmp_path: Path) -> None:
+    text = (SPECS / "valid_diamond.toml").read_text()
+    if name == "venvstacks.toml":
+        (tmp_path / name).write_text(text)
+    else:
+        import tomllib
+
+        import yaml
+
+        (tmp_path / name).write_text(yaml.safe_dump(tomllib.loads(text)))
+    shutil.copy(SPECS / "app.py", tmp_path / "app.py")
+    shown = run("show", "--json", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["spec_name"] == str(tmp_path.resolve() / name)
+    assert run("status", cwd=tmp_path).returncode == 0
+    assert run("graph", "--format", "json", cwd=tmp_path).returncode == 0
+
+
+def test_two_specs_in_the_current_folder_are_ambiguous(tmp_path: Path) -> None:
+    (tmp_path / "venvstacks.toml").write_text("")
+    (tmp_path / "venvstacks.yaml").write_text("")
+    result = run("show", cwd=tmp_path)
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1
+    assert "venvstacks.toml and venvstacks.yaml" in result.stderr
+
+
+def test_global_options_after_the_command(diamond: Path) -> None:
+    quiet = run("show", "--include", "nope*", "--allow-missing", diamond, "-q")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    loud = run("show", SPECS / "error_cycle.toml", "-vv")
+    assert loud.returncode == 1 and "Traceback" in loud.stderr
+    also = run("show", "-v", SPECS / "error_cycle.toml", "--verbose")
+    assert also.returncode == 1 and "Traceback" in also.stderr
+    assert run("status", diamond, "--version").stdout == f"venvstacks: {version('venvstacks')}\n"
+    assert run("runtime", "list", "-q").returncode in (0, 1)
+
+
+def test_global_options_after_run_arguments_belong_to_the_app(tmp_path: Path) -> None:
+    """`venvstacks run DIR APP -v`: the -v is the application's, not venvstacks'."""
+    result = run("run", tmp_path, "app", "-v")
+    assert result.returncode == 1
+    assert "nothing has been deployed" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,14 @@ from venvstacks.api.stack import Stack
 from venvstacks.cli.state import CliState
 from venvstacks.plan.layers import LayerPlan, StackPlan, require_matches, select_layers
 
-__all__ = ["CliState", "LoadedStack", "load_stack", "spec_argument"]
+__all__ = [
+    "CliState",
+    "LoadedStack",
+    "SpecNotFound",
+    "find_spec_file",
+    "load_stack",
+    "spec_argument",
+]
 
 _log = logging.getLogger("venvstacks")
 DEFAULT_JOBS = max(1, min(4, os.cpu_count() or 1))
@@ -26,10 +33,44 @@ LoadedStack = Stack
 """Kept for callers of the former name: a loaded stack is a `venvstacks.Stack`."""
 
 
+SPEC_FILE_NAMES = ("venvstacks.toml", "venvstacks.yaml", "venvstacks.yml")
+
+
+class SpecNotFound(click.UsageError):
+    """No SPEC_PATH was given and the current folder has no (or more than one) stack spec."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+def find_spec_file(folder: Path) -> Path:
+    """The stack spec of `folder` when SPEC_PATH is left out, as uv and pdm find their files."""
+    found = [folder / name for name in SPEC_FILE_NAMES if (folder / name).is_file()]
+    if not found:
+        raise SpecNotFound(
+            f"no SPEC_PATH given and no {', '.join(SPEC_FILE_NAMES[:-1])} or "
+            f"{SPEC_FILE_NAMES[-1]} in {folder} (name the stack spec file to use)"
+        )
+    if len(found) > 1:
+        raise SpecNotFound(
+            f"no SPEC_PATH given and {folder} holds {' and '.join(p.name for p in found)} "
+            "(name the one to use)"
+        )
+    return found[0]
+
+
+def _default_spec(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path:
+    return value if value is not None else find_spec_file(Path.cwd())
+
+
 def spec_argument(func: F) -> F:
+    """SPEC_PATH; when left out, venvstacks.toml (or .yaml/.yml) in the current folder."""
     return click.argument(
         "spec_path",
-        metavar="SPEC_PATH",
+        metavar="[SPEC_PATH]",
+        required=False,
+        default=None,
+        callback=_default_spec,
         type=click.Path(path_type=Path, dir_okay=False),
     )(func)
 
@@ -66,8 +107,9 @@ def include_options_selecting(selects: str) -> Callable[[F], F]:
             "include",
             metavar="PATTERN",
             multiple=True,
-            help="Only these layers (fnmatch on build names such as 'app-*', 'framework-numpy', "
-            f"'cpython-3.12'); repeatable. {selects}",
+            help="Only these layers: build names such as 'framework-numpy', 'app-*', "
+            "'cpython-3.12' (fnmatch patterns), or spec names such as 'numpy' when no build name "
+            f"matches; repeatable. {selects}",
         )(func)
         return decorated
 

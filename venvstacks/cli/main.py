@@ -7,6 +7,7 @@ wires them together and translates errors.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import signal
@@ -74,6 +75,9 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
       venvstacks build venvstacks.toml       build environments in _build/
       venvstacks publish venvstacks.toml     archives and metadata in _artifacts/
       venvstacks deploy _artifacts DIR       unpack, verify and set up the layers in DIR
+
+    SPEC_PATH may be left out: venvstacks.toml (or .yaml, .yml) in the current folder is used.
+    The options below may also follow the command name (venvstacks build -v).
     """
     ctx.obj = CliState(verbose=verbose, quiet=quiet)
     _VERBOSITY[0] = verbose
@@ -93,6 +97,59 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
+
+
+def _late_verbose(ctx: click.Context, param: click.Parameter, value: int) -> None:
+    """`-v` given after the command name: the same as before it."""
+    if value:
+        state = ctx.find_root().obj
+        if isinstance(state, CliState):
+            state.verbose += value
+            _VERBOSITY[0] = state.verbose
+            _configure_logging(state.verbose, state.quiet)
+
+
+def _late_quiet(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """`-q` given after the command name: the same as before it."""
+    if value:
+        state = ctx.find_root().obj
+        if isinstance(state, CliState):
+            state.quiet = True
+            _configure_logging(state.verbose, state.quiet)
+
+
+def _late_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"venvstacks: {__version__}")
+        ctx.exit()
+
+
+def _first_paragraph(text: str | None) -> str | None:
+    if not text:
+        return None
+    paragraph = inspect.cleandoc(text).split("\n\n", 1)[0]
+    return " ".join(paragraph.replace("\b", "").split()) or None
+
+
+def _prepare_command(command: click.Command) -> None:
+    """Whole first sentences as summaries in `--help` (click cuts its own mid-sentence), and
+    the group's own options accepted after the command name too (`venvstacks build -v ...`)."""
+    if command.short_help is None:
+        command.short_help = _first_paragraph(command.help)
+    taken = {opt for param in command.params for opt in param.opts}
+    extra = [
+        click.Option(["-v", "--verbose"], count=True, callback=_late_verbose),
+        click.Option(["-q", "--quiet"], is_flag=True, callback=_late_quiet),
+        click.Option(["-V", "--version"], is_flag=True, is_eager=True, callback=_late_version),
+    ]
+    for option in extra:
+        if not taken & set(option.opts):
+            option.expose_value = False
+            option.hidden = True
+            command.params.append(option)
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _prepare_command(sub)
 
 
 def _register_commands() -> None:
@@ -116,6 +173,8 @@ def _register_commands() -> None:
     cli.add_command(cli_cache.cache)
     for command in cli_completion.COMMANDS:
         cli.add_command(command)
+    for command in cli.commands.values():
+        _prepare_command(command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -127,6 +186,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     _VERBOSITY[0] = 0
+    completing = any(k.startswith("_VENVSTACKS") and k.endswith("_COMPLETE") for k in os.environ)
+    if not args and not completing:  # as 0.8.0: the help on stdout, exit status 2
+        with click.Context(cli, info_name="venvstacks") as ctx:
+            click.echo(ctx.get_help())
+        return 2
     if "venvstacks.proc" in sys.modules:  # an earlier command in this process was interrupted
         sys.modules["venvstacks.proc"].allow_subprocesses()
     previous = _catch_interrupts()
