@@ -8,6 +8,8 @@ conflict with lower layers, uv's hints in venvstacks' terms; and `layer_inputs` 
 from __future__ import annotations
 
 import json
+import os
+import stat
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -499,3 +501,18 @@ def test_damaged_metadata_is_not_valid(stack: Stack) -> None:
     assert stack.state(RUNTIME) == (False, ("metadata",))
     meta.write_text('{"lock_version": 1}')
     assert stack.state(RUNTIME) == (False, ("metadata",))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_written_files_respect_the_umask(tmp_path: Path, umask: int) -> None:
+    old = os.umask(umask)
+    try:
+        target = tmp_path / "requirements" / "x" / "pylock.x.toml"
+        assert write_if_changed(target, "a\n")
+        assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+        target.chmod(0o640)  # a replaced file keeps its mode, as with open(path, "w")
+        assert write_if_changed(target, "b\n")
+        assert stat.S_IMODE(target.stat().st_mode) == 0o640
+        assert [p.name for p in target.parent.iterdir()] == [target.name]
+    finally:
+        os.umask(old)

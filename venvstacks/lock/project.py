@@ -8,9 +8,11 @@ umask-respecting writer every lock file goes through.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-import tempfile
+import stat
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -128,7 +130,11 @@ def project_name(env: str) -> str:
 
 
 def write_if_changed(path: Path, text: str) -> bool:
-    """Atomically replace `path` with `text` unless it already holds exactly that."""
+    """Atomically replace `path` with `text` unless it already holds exactly that.
+
+    Modes are those a plain ``open(path, "w")`` gives: a new file gets ``0o666`` less the umask
+    (lock files are meant to be committed and shared), a replaced file keeps its mode.
+    """
     data = text.encode("utf-8")
     try:
         if path.read_bytes() == data:
@@ -136,12 +142,15 @@ def write_if_changed(path: Path, text: str) -> bool:
     except OSError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        Path(tmp).replace(path)
+        with contextlib.suppress(FileNotFoundError):
+            tmp.chmod(stat.S_IMODE(path.stat().st_mode))
+        tmp.replace(path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return True
