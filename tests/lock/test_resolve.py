@@ -156,7 +156,7 @@ def _resolve_project(
 def test_resolve_project_of_a_runtime(stack: Stack) -> None:
     data = _resolve_project(stack, RUNTIME)
     assert data["project"] == {
-        "name": "cpython-3-11",
+        "name": "venvstacks-layer-cpython-3-11",
         "version": "0",
         "dependencies": ["vs-base"],
         "requires-python": "==3.11.*",
@@ -180,7 +180,7 @@ def test_resolve_project_dependencies_are_sorted(stack: Stack) -> None:
         'alpha; sys_platform == "linux"',
         "vs-frame",
     ]
-    assert data["project"]["name"] == "framework-frame"
+    assert data["project"]["name"] == "venvstacks-layer-framework-frame"
     assert data["tool"]["uv"]["environments"] == [
         "sys_platform == 'linux' and platform_machine == 'x86_64'"
     ]

@@ -34,6 +34,7 @@ SPEC_ERRORS = {
     "error_inconsistent_own_index.toml": r"application 'a': declares package index 'other' for 'numpy', but a lower layer uses 'extra'",
     "error_inconsistent_runtimes.toml": r"application 'a': references frameworks on different runtimes",
     "error_invalid_layer_name.toml": r"invalid layer name 'bad/name'",
+    "error_layer_name_not_ascii.toml": r"framework '框架': invalid layer name '框架' \(layer names are ASCII",
     "error_invalid_platform.toml": r"invalid target platform 'linux_sparc' \(expected one of",
     "error_invalid_requirement.toml": r"runtime 'cpython-3.11': invalid requirement 'numpy>=>1'",
     "error_invalid_toml.toml": r"invalid TOML: .*line 5",
@@ -188,3 +189,31 @@ def test_tool_settings(tmp_path: Path) -> None:
     assert settings.runtime_archives == (tmp_path / "archives", Path("/abs"))
     assert settings.runtime_fallback == "host"
     assert settings.archive_format == "tar.zst"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["框架", "my app", ".hidden", "..", ".", "x-", "-x", "a b", "tab\tname", "x" * 101, "naïve"],
+)
+def test_layer_names_that_cannot_name_a_uv_project_are_refused(name: str) -> None:
+    data = {"frameworks": [{"name": name, "runtime": "rt", "requirements": []}]}
+    with pytest.raises(SpecError, match=r"invalid layer name .*ASCII letters, digits") as info:
+        parse_stack_spec(data, Path("/s/venvstacks.toml"))
+    assert str(info.value).startswith("/s/venvstacks.toml: framework")
+
+
+@pytest.mark.parametrize("name", ["numpy", "torch-cu128", "layerF@1", "a.b_c-d", "X", "x" * 100])
+def test_usable_layer_names(name: str) -> None:
+    data = {"runtimes": [{"name": name, "python_implementation": "cpython@3.11", "requirements": []}]}
+    assert parse_stack_spec(data, Path("/s/venvstacks.toml")).runtimes[0].name == name
+
+
+def test_names_differing_only_in_case_are_refused() -> None:
+    data = {
+        "frameworks": [
+            {"name": "Web", "runtime": "rt", "requirements": []},
+            {"name": "web", "runtime": "rt", "requirements": []},
+        ]
+    }
+    with pytest.raises(SpecError, match="must differ by more than case"):
+        parse_stack_spec(data, Path("/s/venvstacks.toml"))

@@ -126,7 +126,12 @@ def write_resolve_project(
 
 
 def project_name(env: str) -> str:
-    return canonicalize_name(re.sub(r"[^a-zA-Z0-9._-]", "-", env)) or "layer"
+    """The resolve project's name: valid for uv, and never a distribution the layer requires.
+
+    (A runtime named like one of its requirements would otherwise depend on itself.)
+    """
+    body = canonicalize_name(re.sub(r"[^a-zA-Z0-9._-]", "-", env)).strip("-")
+    return f"venvstacks-layer-{body}" if body else "venvstacks-layer"
 
 
 def write_if_changed(path: Path, text: str) -> bool:

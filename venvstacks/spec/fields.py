@@ -7,6 +7,7 @@ a spec with several mistakes reports all of them in one run.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -16,7 +17,15 @@ from packaging.utils import canonicalize_name
 from venvstacks.plan.names import LayerKind
 from venvstacks.plan.platforms import TargetPlatform, parse_linux_target, parse_macosx_target
 
-__all__ = ["COMMON_KEYS", "KIND_KEYS", "LEGACY_KEYS", "LayerTable", "Problems"]
+__all__ = [
+    "COMMON_KEYS",
+    "KIND_KEYS",
+    "LEGACY_KEYS",
+    "NAME_PATTERN",
+    "NAME_RULE",
+    "LayerTable",
+    "Problems",
+]
 
 COMMON_KEYS = frozenset(
     {
@@ -193,32 +202,39 @@ class LayerTable:
         return result
 
 
+NAME_PATTERN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._@-]*[A-Za-z0-9])?")
+MAX_NAME_LENGTH = 100
+NAME_RULE = (
+    "layer names are ASCII letters, digits and '.', '_', '-', '@', starting and ending with a "
+    f"letter or digit, at most {MAX_NAME_LENGTH} characters: they name uv projects, folders, "
+    "lock files and archives"
+)
+
+
 def check_distinct_names(tables: Iterable[LayerTable], problems: Problems) -> None:
-    """Layer names must be unique within their category."""
-    seen: set[str] = set()
+    """Layer names must be unique within their kind, also ignoring case (their folders are)."""
+    seen: dict[str, str] = {}
     for t in tables:
         name = t.table.get("name")
         if isinstance(name, str):
-            if name in seen:
+            earlier = seen.get(name.lower())
+            if earlier == name:
                 t.problem(f"{t.kind.value} names must be distinct ({name!r} is defined twice)")
-            seen.add(name)
+            elif earlier is not None:
+                t.problem(
+                    f"{t.kind.value} names must differ by more than case ({earlier!r} and "
+                    f"{name!r} would share folders on case-insensitive file systems)"
+                )
+            seen.setdefault(name.lower(), name)
 
 
 def check_name(t: LayerTable) -> str | None:
-    """The layer's name, if it is a usable one."""
+    """The layer's name, if it is a usable one (see `NAME_RULE`)."""
     name = t.string("name")
     if name is None:
         return None
-    if (
-        not name
-        or name != name.strip()
-        or not name.isprintable()
-        or any(c in name for c in '/\\:*?"<>|')
-    ):
-        t.problem(
-            f"invalid layer name {name!r} (names cannot be empty, have surrounding spaces "
-            'or contain / \\ : * ? " < > | or control characters)'
-        )
+    if not NAME_PATTERN.fullmatch(name) or len(name) > MAX_NAME_LENGTH:
+        t.problem(f"invalid layer name {name!r} ({NAME_RULE})")
         return None
     if t.kind is LayerKind.RUNTIME and name.startswith(("framework-", "app-")):
         prefix = name.split("-", 1)[0]
