@@ -21,7 +21,7 @@ from venvstacks.lock import pylock as lockfile
 from venvstacks.lock.inputs import EXTRA_INPUTS_KEY, layer_inputs, stored_lock_state
 from venvstacks.lock.project import LockOptions, write_if_changed, write_resolve_project
 from venvstacks.lock.resolve import drop_local_indexes
-from venvstacks.lock.uvrun import _venvstacks_hints, explain_conflicts, lower_providers
+from venvstacks.lock.uvrun import explain_conflicts, lower_providers
 from venvstacks.plan.layers import StackPlan, plan_stack
 from venvstacks.plan.layout import BuildLayout
 from venvstacks.plan.names import EnvName
@@ -342,26 +342,6 @@ def test_lower_providers_first_lower_layer_wins(stack: Stack) -> None:
         "numpy": "numpy==2.0 from framework-frame",
         "vs-base": "vs-base==1.0 from cpython-3.11",  # shared in frame: the runtime installs it
     }
-
-
-def test_hints_speak_of_the_layers_platforms() -> None:
-    uv_output = (
-        "error: no solution\n"
-        "hint: The resolution failed for an environment that is not the current one, consider "
-        "limiting the environments with `tool.uv.environments`.\n"
-        "other line\n"
-    )
-    assert _venvstacks_hints(uv_output) == (
-        "error: no solution\n"
-        "hint: the resolution failed for one of the layer's target platforms; set "
-        "`platforms = [...]` on the layer to lock for fewer platforms\n"
-        "other line\n"
-    )
-
-
-def test_other_hints_are_kept() -> None:
-    text = "hint: `vs-app-a` was not found in the provided package locations\n"
-    assert _venvstacks_hints(text) == text
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from venvstacks.spec.indexes import layer_index_list, layer_sources
 
 __all__ = [
     "LockOptions",
+    "environment_markers",
     "project_name",
     "uv_project_settings",
     "write_if_changed",
@@ -51,7 +52,7 @@ class LockOptions:
         object.__setattr__(self, "local_wheels", canonical)
 
 
-def _environment_markers(platforms: Sequence[TargetPlatform]) -> list[str]:
+def environment_markers(platforms: Sequence[TargetPlatform]) -> list[str]:
     markers = {
         "linux": "sys_platform == 'linux'",
         "macosx": "sys_platform == 'darwin'",
@@ -83,7 +84,7 @@ def uv_project_settings(plan: StackPlan, layer: LayerPlan, options: LockOptions)
     elif config.exclude_newer is not None:
         settings["exclude-newer"] = config.exclude_newer.isoformat()
     settings["no-build"] = True
-    settings.setdefault("environments", _environment_markers(layer.platforms))
+    settings.setdefault("environments", environment_markers(layer.platforms))
     index = layer_index_list(config, layer.package_indexes, layer.spec.priority_indexes)
     if index:
         settings["index"] = index

@@ -168,7 +168,7 @@ def resolve_layer_lock(
     constraints = lockfile.constraint_dependencies(lower)
     project = write_resolve_project(plan, layer, layout, options, constraints)
     providers = lower_providers(layout, lower_envs)
-    raw = run_uv_lock(layer.env_name, project, python, reset, providers)
+    raw = run_uv_lock(layer.env_name, project, python, reset, providers, layer.platforms)
     processed = lockfile.process_lock(
         raw,
         env_name=layer.env_name,
