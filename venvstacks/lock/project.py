@@ -22,8 +22,9 @@ from typing import Any
 import tomlkit
 from packaging.utils import canonicalize_name
 
+from venvstacks.paths import canonical_dir
 from venvstacks.plan.layers import LayerPlan, StackPlan
-from venvstacks.plan.layout import BuildLayout, canonical_dir
+from venvstacks.plan.layout import BuildLayout
 from venvstacks.plan.platforms import TargetPlatform
 from venvstacks.spec.indexes import layer_index_list, layer_sources
 

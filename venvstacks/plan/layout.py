@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from venvstacks.paths import canonical_dir, canonical_file
 from venvstacks.plan.names import EnvName, lock_file_stem
 
 __all__ = ["BuildLayout", "LockPaths", "canonical_dir", "canonical_file"]
@@ -14,26 +15,6 @@ STATE_DIR_NAME = ".venvstacks"
 METADATA_DIR = "__venvstacks__"
 METADATA_MANIFEST = "venvstacks.json"
 METADATA_ENV_DIR = "env_metadata"
-
-
-def canonical_dir(path: Path | str) -> Path:
-    """One spelling per folder: absolute, ``~`` expanded, ``..`` and symlinks resolved.
-
-    Every piece of state (the task database's file keys, lock file paths, relative wheel paths
-    in locks, archive settings) is keyed on these, so ``other/../proj`` and a symlink to
-    ``proj`` are the same stack. The folder need not exist.
-    """
-    return Path(os.path.realpath(Path(path).expanduser().absolute()))
-
-
-def canonical_file(path: Path | str) -> Path:
-    """`canonical_dir` of the file's folder, with the file's own name kept.
-
-    A spec file that is itself a symlink keeps its folder (its `requirements/`, its relative
-    paths), as a symlinked file is used where it is linked.
-    """
-    absolute = Path(path).expanduser().absolute()
-    return canonical_dir(absolute.parent) / absolute.name
 
 
 @dataclass(frozen=True)

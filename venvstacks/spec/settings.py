@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from venvstacks.plan.layout import canonical_dir
+from venvstacks.paths import canonical_dir
 
 __all__ = ["ARCHIVE_FORMATS", "RUNTIME_FALLBACKS", "ToolSettings", "parse_tool_settings"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from venvstacks.errors import SpecError
-from venvstacks.plan.layout import canonical_file
+from venvstacks.paths import canonical_file
 from venvstacks.plan.names import EnvName, LayerKind, LayerName, env_name_for
 from venvstacks.plan.platforms import TargetPlatform
 from venvstacks.spec.fields import LayerTable, Problems, check_distinct_names, check_name
