@@ -61,8 +61,13 @@ def test_settings_pass_through_and_indexes_are_parsed() -> None:
 
 @pytest.mark.parametrize(
     ("entry", "common"),
-    [(PYPI, True), (MIRROR, True), (UNNAMED, True), (TORCH, False),
-     ({**TORCH, "default": True}, True)],
+    [
+        (PYPI, True),
+        (MIRROR, True),
+        (UNNAMED, True),
+        (TORCH, False),
+        ({**TORCH, "default": True}, True),
+    ],
 )
 def test_common_indexes(entry: dict[str, Any], common: bool) -> None:
     [index] = _config({"index": [entry]}).indexes
@@ -97,15 +102,20 @@ def test_exclude_newer(value: object, expected: datetime) -> None:
 BAD_TABLES: list[tuple[dict[str, Any], list[str]]] = [
     ({"index": {"url": "x"}}, [f"{ORIGIN}: 'index' must be an array of tables"]),
     ({"index": ["x"]}, [f"{ORIGIN}: index entry 0 must be a table with a 'url' string"]),
-    ({"index": [PYPI, {"name": "n"}]}, [f"{ORIGIN}: index entry 1 must be a table with a 'url' string"]),
+    (
+        {"index": [PYPI, {"name": "n"}]},
+        [f"{ORIGIN}: index entry 1 must be a table with a 'url' string"],
+    ),
     ({"index": [{"url": "u", "name": 3}]}, [f"{ORIGIN}: index entry 0 has a non-string 'name'"]),
     ({"index": [PYPI, PYPI]}, [f"{ORIGIN}: index name 'pypi' is defined twice"]),
     ({"sources": []}, [f"{ORIGIN}: 'sources' must be a table"]),
     (
         {"index": [TORCH], "sources": {"torch": {"git": "https://x"}}},
         [
-            (f"{ORIGIN}: common uv source for 'torch' must be an index reference like "
-            "{ index = \"name\" }, not {'git': 'https://x'}")
+            (
+                f"{ORIGIN}: common uv source for 'torch' must be an index reference like "
+                "{ index = \"name\" }, not {'git': 'https://x'}"
+            )
         ],
     ),
     (
@@ -149,7 +159,9 @@ def test_parse_timestamp_appends_to_existing_problems() -> None:
 # ---------------------------------------------------------------------------------------------
 
 # (own, overrides, inherited, expected merge, problems)
-MERGES: list[tuple[dict[str, str], dict[str, str], list[dict[str, str]], dict[str, str], list[str]]] = [
+MERGES: list[
+    tuple[dict[str, str], dict[str, str], list[dict[str, str]], dict[str, str], list[str]]
+] = [
     ({}, {}, [], {}, []),
     ({"torch": "cpu"}, {}, [], {"torch": "cpu"}, []),
     ({}, {}, [{"torch": "cpu"}, {"numpy": "mirror"}], {"torch": "cpu", "numpy": "mirror"}, []),
@@ -161,8 +173,10 @@ MERGES: list[tuple[dict[str, str], dict[str, str], list[dict[str, str]], dict[st
         [{"torch": "cpu"}, {"torch": "cuda"}],
         {"torch": "cpu"},
         [
-            ("app-x: depends on layers with inconsistent package indexes for 'torch' "
-            "('cpu' and 'cuda'; set index_overrides = { cuda = \"cpu\" } to accept)")
+            (
+                "app-x: depends on layers with inconsistent package indexes for 'torch' "
+                "('cpu' and 'cuda'; set index_overrides = { cuda = \"cpu\" } to accept)"
+            )
         ],
     ),
     ({}, {"cuda": "cpu"}, [{"torch": "cpu"}, {"torch": "cuda"}], {"torch": "cpu"}, []),
@@ -172,8 +186,10 @@ MERGES: list[tuple[dict[str, str], dict[str, str], list[dict[str, str]], dict[st
         [{"torch": "cpu"}],
         {"torch": "cuda"},
         [
-            ("app-x: declares package index 'cuda' for 'torch', but a lower layer uses 'cpu' "
-            "(set index_overrides = { cpu = \"cuda\" } to accept)")
+            (
+                "app-x: declares package index 'cuda' for 'torch', but a lower layer uses 'cpu' "
+                '(set index_overrides = { cpu = "cuda" } to accept)'
+            )
         ],
     ),
     ({"torch": "cuda"}, {"cpu": "cuda"}, [{"torch": "cpu"}], {"torch": "cuda"}, []),
@@ -194,9 +210,7 @@ def test_merge_package_indexes(
 
 
 def test_first_inherited_layer_wins_for_the_merge() -> None:
-    merged = merge_package_indexes(
-        "a", {}, {"y": "x"}, [{"p": "x"}, {"p": "y"}], problems := []
-    )
+    merged = merge_package_indexes("a", {}, {"y": "x"}, [{"p": "x"}, {"p": "y"}], problems := [])
     assert merged == {"p": "x"}
     assert problems == []
 
@@ -222,7 +236,10 @@ def test_check_layer_indexes() -> None:
 # layer_index_list and layer_sources: what uv sees for one layer
 # ---------------------------------------------------------------------------------------------
 
-FULL = {"index": [PYPI, TORCH, MIRROR, PRIVATE, UNNAMED], "sources": {"Shared": {"index": "private"}}}
+FULL = {
+    "index": [PYPI, TORCH, MIRROR, PRIVATE, UNNAMED],
+    "sources": {"Shared": {"index": "private"}},
+}
 
 # (package_indexes, priority) -> index names in order (None for the unnamed one)
 INDEX_LISTS: list[tuple[dict[str, str], list[str], list[str | None]]] = [
@@ -277,3 +294,18 @@ def test_layer_sources(package_indexes: dict[str, str], expected: dict[str, Any]
 
 def test_layer_sources_without_any() -> None:
     assert layer_sources(_config({}), {}) == {}
+
+
+def test_common_sources_need_valid_distribution_names() -> None:
+    from venvstacks.spec.indexes import parse_uv_config
+
+    problems: list[str] = []
+    parse_uv_config(
+        {
+            "index": [{"name": "extra", "url": "https://x.example/simple"}],
+            "sources": {"框架": {"index": "extra"}},
+        },
+        "[tool.uv]",
+        problems,
+    )
+    assert problems == ["[tool.uv]: sources: '框架' is not a valid distribution name"]

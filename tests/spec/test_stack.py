@@ -217,3 +217,19 @@ def test_names_differing_only_in_case_are_refused() -> None:
     }
     with pytest.raises(SpecError, match="must differ by more than case"):
         parse_stack_spec(data, Path("/s/venvstacks.toml"))
+
+
+@pytest.mark.parametrize("dist", ["框架", "-numpy", "num py", ""])
+def test_package_indexes_need_valid_distribution_names(dist: str) -> None:
+    data = {
+        "runtimes": [
+            {
+                "name": "rt",
+                "python_implementation": "cpython@3.11",
+                "requirements": [],
+                "package_indexes": {dist: "extra"},
+            }
+        ]
+    }
+    with pytest.raises(SpecError, match="is not a valid distribution name"):
+        parse_stack_spec(data, Path("/s/venvstacks.toml"))

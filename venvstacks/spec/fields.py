@@ -191,6 +191,9 @@ class LayerTable:
         """Distribution name (canonicalised) → index name, rejecting clashes after normalisation."""
         result: dict[str, str] = {}
         for dist, index in self.string_table("package_indexes").items():
+            if not DIST_NAME.fullmatch(dist):
+                self.problem(f"package_indexes: {dist!r} is not a valid distribution name")
+                continue
             canonical = canonicalize_name(dist)
             if canonical in result:
                 self.problem(
@@ -202,6 +205,8 @@ class LayerTable:
         return result
 
 
+DIST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+"""A distribution name as PEP 508 allows it (uv rejects anything else)."""
 NAME_PATTERN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._@-]*[A-Za-z0-9])?")
 MAX_NAME_LENGTH = 100
 NAME_RULE = (

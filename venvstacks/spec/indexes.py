@@ -8,6 +8,7 @@ every other key is passed through to uv verbatim.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -89,6 +90,9 @@ def _parse_indexes(raw: object, origin: str, problems: list[str]) -> list[IndexS
     return result
 
 
+_DIST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+
+
 def _parse_sources(
     raw: object, named: set[str], origin: str, problems: list[str]
 ) -> dict[str, str]:
@@ -97,6 +101,9 @@ def _parse_sources(
         return {}
     result: dict[str, str] = {}
     for dist, source in raw.items():
+        if not _DIST_NAME.fullmatch(str(dist)):
+            problems.append(f"{origin}: sources: {dist!r} is not a valid distribution name")
+            continue
         if not (isinstance(source, dict) and set(source) == {"index"}):
             problems.append(
                 f"{origin}: common uv source for {dist!r} must be an index reference like "
