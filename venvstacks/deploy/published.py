@@ -14,12 +14,12 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from venvstacks.errors import DeployError
 from venvstacks.plan.layout import METADATA_DIR, METADATA_ENV_DIR, METADATA_MANIFEST
+from venvstacks.plan.names import match_layer_names, spec_name_of
 from venvstacks.plan.platforms import build_platform
 
 __all__ = ["PublishedLayer", "load_published", "select_published"]
@@ -185,17 +185,15 @@ def select_published(
     """
     chosen = list(layers)
     if include:
-        chosen, unmatched = [], []
-        for pattern in include:
-            matches = [
-                l
-                for l in layers
-                if fnmatchcase(l.target, pattern)
-                or fnmatchcase(str(l.meta.get("layer_name", "")), pattern)
-            ]
-            if not matches:
-                unmatched.append(pattern)
-            chosen += [m for m in matches if m not in chosen]
+        names = {
+            index: (
+                (layer.target, str(layer.meta.get("layer_name", ""))),
+                spec_name_of(str(layer.meta.get("layer_name", ""))),
+            )
+            for index, layer in enumerate(layers)
+        }
+        matched, unmatched = match_layer_names(include, names)
+        chosen = [layers[i] for i in matched]
         if unmatched:
             raise DeployError(f"no published layers match {', '.join(map(repr, unmatched))}")
     available = {layer.target: layer for layer in [*extra, *layers]}
