@@ -21,6 +21,7 @@ from venvstacks.cli.common import (
     spec_argument,
 )
 from venvstacks.cli.output import Output, report_option, shown_and_done, subscriber
+from venvstacks.cli.registry import PushRequest, push_options
 from venvstacks.plan.layout import relative_to_common
 
 __all__ = ["COMMANDS", "lock_options", "sources_from"]
@@ -259,6 +260,7 @@ def _render_locked(out: Output, result: BuildResult) -> None:
     help="Accepted for compatibility: --include-dependencies also publishes the lower layers.",
 )
 @click.option("--force/--no-force", default=False, hidden=True)
+@push_options
 @click.pass_context
 def build(
     ctx: click.Context,
@@ -293,6 +295,7 @@ def build(
     publish_derived: bool,
     include_dependencies: bool | None,
     force: bool,
+    push: PushRequest | None,
 ) -> None:
     """Build the environments of a stack in the build dir (default _build beside the spec).
 
@@ -301,6 +304,8 @@ def build(
     build leaves the previous environment (or none), never a half-built one.
     """
     out = Output(as_json=as_json, report=report)
+    if push is not None and not do_publish:
+        raise click.UsageError("--to needs --publish")
     stack = load_stack(spec_path, build_dir)
     publishing = None
     if do_publish:
@@ -343,6 +348,10 @@ def build(
         from venvstacks.cli.publish import render_published
 
         render_published(out, result.published)
+        if push is not None and result.published.layers and not result.published.dry_run:
+            from venvstacks.cli.registry import push_output
+
+            push_output(result.published.output_dir, push, say=out.say)
     out.report(result.to_json())
 
 

@@ -8,17 +8,17 @@ from pathlib import Path
 import click
 
 from venvstacks.api.deploying import deploy_published, run_app, verify_deployment
+from venvstacks.api.results import DeployResult
 from venvstacks.cli.common import jobs_option
 from venvstacks.cli.output import Output, subscriber
+from venvstacks.cli.registry import TransportFlags, deploy_from_registry, transport_options
 from venvstacks.errors import StackError
 
 __all__ = ["COMMANDS"]
 
 
 @click.command()
-@click.argument(
-    "artifacts_dir", metavar="ARTIFACTS_DIR", type=click.Path(path_type=Path, file_okay=False)
-)
+@click.argument("artifacts_dir", metavar="ARTIFACTS_DIR|oci://HOST[:PORT]/REPO[:TAG]")
 @click.argument(
     "target_dir", metavar="TARGET_DIR", type=click.Path(path_type=Path, file_okay=False)
 )
@@ -37,25 +37,40 @@ __all__ = ["COMMANDS"]
     is_flag=True,
     help="Also restore, from their archives, the deployed layers whose files `verify` flags.",
 )
+@transport_options
 @click.pass_context
 def deploy(
     ctx: click.Context,
-    artifacts_dir: Path,
+    artifacts_dir: str,
     target_dir: Path,
     include: tuple[str, ...],
     jobs: int,
     as_json: bool,
     repair: bool,
+    transport: TransportFlags,
 ) -> None:
     """Deploy published layers from ARTIFACTS_DIR into TARGET_DIR, ready to run.
 
     Each archive's size and sha256 are checked against the published metadata, it is extracted
     safely (nothing may land outside TARGET_DIR), and the layers are post-installed runtime
     first. Re-deploying unchanged layers does nothing; an updated layer replaces only itself.
+
+    ARTIFACTS_DIR may be a registry reference, oci://HOST[:PORT]/REPO[:TAG] (tag default
+    latest), written by `publish --to`: only the archives TARGET_DIR lacks are downloaded, each
+    verified against its digest, then deployed exactly as from a folder.
     """
-    result = deploy_published(
-        artifacts_dir, target_dir, include, jobs=jobs, progress=subscriber(ctx), repair=repair
-    )
+
+    def from_folder(folder: Path) -> DeployResult:
+        return deploy_published(
+            folder, target_dir, include, jobs=jobs, progress=subscriber(ctx), repair=repair
+        )
+
+    if artifacts_dir.startswith("oci://"):
+        result = deploy_from_registry(artifacts_dir, target_dir, include, transport, from_folder)
+    elif transport.given:
+        raise click.UsageError("--plain-http, --insecure and --ca-file need an oci:// source")
+    else:
+        result = from_folder(Path(artifacts_dir))
     out = Output(as_json=as_json)
     if as_json:
         out.document(result.to_json())

@@ -21,6 +21,7 @@ from venvstacks.cli.common import (
     spec_argument,
 )
 from venvstacks.cli.output import Output, report_option, shown_and_done, subscriber
+from venvstacks.cli.registry import PushRequest, push_options, push_output
 from venvstacks.plan.layout import relative_to_common
 from venvstacks.publish.archive import ArchiveFormat
 
@@ -142,6 +143,7 @@ def _render(out: Output, stack: Stack, result: PublishResult, command: str) -> N
 @build_dir_option
 @include_options_selecting(INCLUDE_SELECTS)
 @output_options("_artifacts", archives=True)
+@push_options
 @click.pass_context
 def publish(
     ctx: click.Context,
@@ -162,12 +164,15 @@ def publish(
     fmt: Any,
     tag_outputs: bool,
     level: int | None,
+    push: PushRequest | None,
 ) -> None:
     """Archive built layers reproducibly, with metadata, into the output dir.
 
     Writes <install target>.tar.xz (or --format) per layer, __venvstacks__/venvstacks.json and
     __venvstacks__/env_metadata/<layer>.json. Never locks or builds; an archive is only rewritten
-    when the layer's content changed (archive_build counts real rebuilds).
+    when the layer's content changed (archive_build counts real rebuilds). With --to
+    oci://HOST[:PORT]/REPO, the published layers are also pushed to that registry repository
+    (only the archives it lacks are uploaded) and the stack's index is tagged --tag.
     """
     out = Output(as_json=as_json, report=report)
     stack = load_stack(spec_path, build_dir)
@@ -188,7 +193,10 @@ def publish(
         out, stack, options, show_first=show_first, show_only=show_only, as_json=as_json
     ):
         return
-    _render(out, stack, stack.publish(options, progress=subscriber(ctx)), "publish")
+    result = stack.publish(options, progress=subscriber(ctx))
+    _render(out, stack, result, "publish")
+    if push is not None and result.layers and not result.dry_run:
+        push_output(result.output_dir, push, say=out.say)
 
 
 @click.command(name="local-export")

@@ -41,7 +41,9 @@ __all__ = [
     "PublishedLayer",
     "deploy",
     "find_app",
+    "is_current",
     "load_published",
+    "published_sha256",
     "run_app",
     "verify_deployment",
 ]
@@ -128,6 +130,14 @@ def _is_current(target_dir: Path, name: str, sha256: str) -> bool:
         return False
     same = isinstance(recorded, dict) and recorded.get("sha256") == sha256
     return same and _layer_present(target_dir / name)
+
+
+def _published_sha256(layer: PublishedLayer) -> str:
+    return layer.sha256
+
+
+is_current = _is_current  # the public names, for deploying from a registry (cli/registry.py)
+published_sha256 = _published_sha256
 
 
 def _preflight(artifacts: Path, target_dir: Path, layers: Sequence[PublishedLayer]) -> None:

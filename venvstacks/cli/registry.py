@@ -1,0 +1,222 @@
+"""Registry options and actions for `publish --to`, `build --publish --to` and `deploy oci://...`."""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import click
+
+from venvstacks.errors import StackError
+
+__all__ = [
+    "PushRequest",
+    "TransportFlags",
+    "deploy_from_registry",
+    "push_options",
+    "push_output",
+    "transport_options",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TransportFlags:
+    """`--plain-http`, `--insecure`, `--ca-file` as given."""
+
+    plain_http: bool = False
+    insecure: bool = False
+    ca_file: Path | None = None
+
+    @property
+    def given(self) -> bool:
+        return self.plain_http or self.insecure or self.ca_file is not None
+
+    def options(self) -> Any:
+        from venvstacks.oci.transport import TransportOptions
+
+        if self.plain_http and (self.insecure or self.ca_file):
+            raise click.UsageError("--plain-http cannot be combined with --insecure or --ca-file")
+        return TransportOptions(self.plain_http, self.insecure, self.ca_file)
+
+
+@dataclass(frozen=True)
+class PushRequest:
+    """`--to`, `--tag`, `--mount-from` and the transport flags of a publishing command."""
+
+    to: str
+    tag: str
+    mount_from: tuple[str, ...]
+    transport: TransportFlags
+
+
+_TRANSPORT_OPTIONS = [
+    click.option(
+        "--plain-http",
+        is_flag=True,
+        help="Talk plain HTTP to the registry (loopback or test registries).",
+    ),
+    click.option(
+        "--insecure",
+        is_flag=True,
+        help="Use HTTPS without verifying the registry's certificate.",
+    ),
+    click.option(
+        "--ca-file",
+        metavar="FILE",
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        default=None,
+        help="Trust the CA certificates in FILE (PEM) for the registry.",
+    ),
+]
+_PUSH_OPTIONS = [
+    click.option(
+        "--to",
+        "push_to",
+        metavar="oci://HOST[:PORT]/REPO",
+        default=None,
+        help="Also push the published layers to this OCI registry repository.",
+    ),
+    click.option(
+        "--tag",
+        "push_tag",
+        metavar="TAG",
+        default="latest",
+        show_default=True,
+        help="With --to: the tag of the stack's image index.",
+    ),
+    click.option(
+        "--mount-from",
+        metavar="REPO",
+        multiple=True,
+        help="With --to: another repository of the same registry that may hold the "
+        "archives (mounted instead of uploaded); repeatable.",
+    ),
+]
+
+
+def _decorate(func: Callable[..., Any], options: Sequence[Callable[[Any], Any]]) -> Any:
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def transport_options(func: F) -> F:
+    """Add the transport options, handed to the command as one `transport: TransportFlags`."""
+
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any, plain_http: bool, insecure: bool, ca_file: Path | None, **kwargs: Any
+    ) -> Any:
+        return func(*args, transport=TransportFlags(plain_http, insecure, ca_file), **kwargs)
+
+    return cast(F, _decorate(wrapper, _TRANSPORT_OPTIONS))
+
+
+def push_options(func: F) -> F:
+    """Add `--to`, `--tag`, `--mount-from` and the transport options, handed to the command as
+    one `push: PushRequest | None` (None without `--to`; the others need it)."""
+
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any,
+        push_to: str | None,
+        push_tag: str,
+        mount_from: tuple[str, ...],
+        plain_http: bool,
+        insecure: bool,
+        ca_file: Path | None,
+        **kwargs: Any,
+    ) -> Any:
+        transport = TransportFlags(plain_http, insecure, ca_file)
+        push = None
+        if push_to is not None:
+            from venvstacks.oci.reference import check_tag, parse_reference
+
+            parse_reference(push_to, allow_tag=False)
+            check_tag(push_tag)
+            transport.options()
+            push = PushRequest(push_to, push_tag, mount_from, transport)
+        elif transport.given or mount_from or push_tag != "latest":
+            raise click.UsageError("--tag, --mount-from and the transport options need --to")
+        return func(*args, push=push, **kwargs)
+
+    return cast(F, _decorate(wrapper, [*_PUSH_OPTIONS, *_TRANSPORT_OPTIONS]))
+
+
+def push_output(
+    output_dir: Path, push: PushRequest, say: Callable[[str], None] = click.echo
+) -> None:
+    """Push the publish output in `output_dir` as `push` asks, and report per layer."""
+    from venvstacks.oci.client import RegistryClient
+    from venvstacks.oci.reference import parse_reference
+    from venvstacks.oci.stack import PushedLayer, push_published, read_published
+    from venvstacks.plan.platforms import build_platform
+
+    reference = parse_reference(push.to, allow_tag=False)
+    platform = str(build_platform())
+    stack = read_published(output_dir, platform)
+
+    def show(layer: PushedLayer) -> None:
+        say(f"  {layer.layer}: {layer.blob} ({layer.size} bytes) -> :{layer.tag}")
+
+    say(f"Pushing {len(stack.layers)} layer(s) to {reference}")
+    with RegistryClient(reference, push.transport.options()) as client:
+        report = push_published(
+            client, reference, stack, tag=push.tag, platform=platform,
+            mount_from=push.mount_from, progress=show,
+        )  # fmt: skip
+    counts = {
+        kind: sum(1 for l in report.layers if l.blob == kind)
+        for kind in ("uploaded", "mounted", "present")
+    }
+    digest = report.index.digest if report.index else "?"
+    say(
+        f"Pushed {report.reference} ({digest}): {counts['uploaded']} uploaded "
+        f"({report.uploaded_bytes} bytes), {counts['mounted']} mounted, "
+        f"{counts['present']} already present"
+    )
+
+
+def deploy_from_registry(
+    source: str,
+    target_dir: Path,
+    include: Sequence[str],
+    transport: TransportFlags,
+    deploy_folder: Callable[[Path], T],
+) -> T:
+    """Fetch what `target_dir` lacks from the registry into a folder shaped like a publish
+    output, then deploy that folder with `deploy_folder` (the normal deploy, same checks)."""
+    from venvstacks.deploy import deployment as deploying
+    from venvstacks.oci.client import RegistryClient
+    from venvstacks.oci.reference import parse_reference
+    from venvstacks.oci.stack import fetch_published
+
+    reference = parse_reference(source)
+    target = target_dir.absolute()
+    if target.exists() and not target.is_dir():
+        raise StackError(f"{target} is not a folder")
+    parent = target.parent
+    parent.mkdir(parents=True, exist_ok=True)
+
+    def needed(layers: Sequence[tuple[str, Mapping[str, Any]]]) -> list[Mapping[str, Any]]:
+        published = [deploying.PublishedLayer(category, meta) for category, meta in layers]
+        chosen = deploying.select_published(published, include)
+        return [
+            layer.meta
+            for layer in chosen
+            if not deploying.is_current(target, layer.target, deploying.published_sha256(layer))
+        ]
+
+    with (
+        RegistryClient(reference, transport.options()) as client,
+        tempfile.TemporaryDirectory(prefix=".venvstacks-oci-", dir=parent) as scratch,
+    ):
+        fetch_published(client, reference, Path(scratch), needed)
+        return deploy_folder(Path(scratch))
