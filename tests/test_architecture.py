@@ -44,6 +44,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "tasks": frozenset({"spec", "plan", "lock", "runtimes", "envs", "publish", "report"}),
     # deployments are tasks in the target folder, over published archives
     "deploy": frozenset({"spec", "plan", "publish", "tasks"}),
+    # OCI registries: HTTP and documents only; the front ends join it to publish and deploy
+    "oci": frozenset(),
 }
 STAGES = frozenset(MAY_IMPORT)
 # A subpackage without a row is "unplaced": it may import every stage (not the front ends), and
