@@ -162,11 +162,19 @@ def test_publish_deploy_and_republish_only_the_changed_app(
 def test_another_repository_mounts_instead_of_uploading(stack: Stack, registry: Registry) -> None:
     stack.publish(registry, "team/one")
     mark = registry.mark()
-    result = stack.publish(registry, "team/two")
+    # `build --publish --to` pushes too; the record of team/one's blobs makes it mount them.
+    out = stack.base / "out-build-publish"
+    result = stack.vs(
+        "build", str(stack.project.spec), *stack.project.source_options(), "--publish",
+        "--format", FMT, "--output-dir", str(out), "--to", registry.url("team/two"),
+        "--plain-http",
+    )  # fmt: skip
     assert "5 mounted" in result.stdout, result.stdout
     seen = registry.requests_since(mark)
     assert [r for r in seen if r.method == "POST" and "mount=" in r.path and r.status == 201]
-    archives = set(_archive_digests(stack.published_meta(registry, "team/two")).values())
+    manifest = json.loads((out / "__venvstacks__" / "venvstacks.json").read_text())
+    metas = {m["install_target"]: m for kind in manifest["layers"].values() for m in kind}
+    archives = set(_archive_digests(metas).values())
     uploaded = {_digest(r) for r in seen if r.method == "PUT" and "/blobs/uploads/" in r.path}
     assert not uploaded & archives
 
@@ -261,6 +269,7 @@ def test_registry_killed_mid_push_then_a_retry_completes(
     with pytest.raises(urllib.error.HTTPError) as caught:  # no index tagged after a failure
         registry.get("/v2/team/big/manifests/latest")
     assert caught.value.code == 404
+    caught.value.close()  # an HTTPError holds the response open
     retried = stack.publish(registry, "team/big", *args)
     assert "Pushed" in retried.stdout
     target = tmp_path / "deployed"
