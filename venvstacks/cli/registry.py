@@ -194,6 +194,7 @@ def deploy_from_registry(
     """Fetch what `target_dir` lacks from the registry into a folder shaped like a publish
     output, then deploy that folder with `deploy_folder` (the normal deploy, same checks)."""
     from venvstacks.deploy import deployment as deploying
+    from venvstacks.deploy.published import select_published
     from venvstacks.oci.client import RegistryClient
     from venvstacks.oci.reference import parse_reference
     from venvstacks.oci.stack import fetch_published
@@ -207,7 +208,7 @@ def deploy_from_registry(
 
     def needed(layers: Sequence[tuple[str, Mapping[str, Any]]]) -> list[Mapping[str, Any]]:
         published = [deploying.PublishedLayer(category, meta) for category, meta in layers]
-        chosen = deploying.select_published(published, include)
+        chosen = select_published(published, include)
         return [
             layer.meta
             for layer in chosen
