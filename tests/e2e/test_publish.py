@@ -384,6 +384,13 @@ def test_local_export_gives_ready_to_run_folders(builds: Builds) -> None:
         capture_output=True, text=True, check=True, cwd="/",
     ).stdout  # fmt: skip
     assert out_b.split() == ["app-b", "1.0", where["vs_base"], "42"]
+    # `venvstacks run` runs an app from the export folder too, by layer name or install target.
+    ran = project.run("run", str(out), "b", "--flag")
+    assert ran.stdout.split()[:2] == ["app-b", "1.0"], ran.stderr
+    ran = project.run("run", str(out), "app-a")
+    assert f"{out}/app-a/lib/" in ran.stdout, ran.stderr
+    missing = project.run("run", str(out), "nope", check=False)
+    assert missing.returncode == 1 and "no deployed application 'nope'" in missing.stderr
     # Exporting again with nothing changed leaves every folder as it is.
     probe = out / "framework-frame" / "share" / "venv" / "metadata" / "venvstacks_layer.json"
     before = (probe.stat().st_ino, probe.stat().st_mtime_ns, (out / "app-a").stat().st_ino)

@@ -20,7 +20,12 @@ from typing import Any
 from doit.exceptions import InvalidCommand, InvalidDodoFile, InvalidTask
 
 from venvstacks.deploy.extract import safe_extract, sweep_scratch, verify_archive
-from venvstacks.deploy.published import PublishedLayer, load_published, select_published
+from venvstacks.deploy.published import (
+    CATEGORIES,
+    PublishedLayer,
+    load_published,
+    select_published,
+)
 from venvstacks.deploy.verify import (
     LAYER_CONFIG,
     LayerDifferences,
@@ -30,6 +35,7 @@ from venvstacks.deploy.verify import (
     read_recorded,
 )
 from venvstacks.errors import DeployError
+from venvstacks.plan.layout import METADATA_DIR, METADATA_MANIFEST
 from venvstacks.publish.crashpoints import crash_point
 from venvstacks.publish.files import describe_os_error
 from venvstacks.publish.output import write_json
@@ -297,16 +303,47 @@ def deployed_layers(target_dir: Path) -> dict[str, dict[str, Any]]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError:
         raise DeployError(
-            f"{target_dir}: nothing has been deployed here (no {STATE_DIR}/deployment.json)"
+            f"{target_dir}: nothing has been deployed or exported here (no {STATE_DIR}/deployment.json "
+            f"or {METADATA_DIR}/{METADATA_MANIFEST})"
         ) from None
     except ValueError:
         raise DeployError(f"{path}: damaged deployment record") from None
     return data if isinstance(data, dict) else {}
 
 
+def exported_layers(folder: Path) -> dict[str, dict[str, Any]] | None:
+    """The layers of a `local-export` folder, from its stack manifest (None when it has none)."""
+    path = folder / METADATA_DIR / METADATA_MANIFEST
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError:
+        return None
+    except ValueError:
+        raise DeployError(f"{path}: damaged stack manifest") from None
+    layers = data.get("layers") if isinstance(data, dict) else None
+    found: dict[str, dict[str, Any]] = {}
+    for category in CATEGORIES:
+        entries = layers.get(category, []) if isinstance(layers, dict) else []
+        for meta in entries if isinstance(entries, list) else []:
+            target = meta.get("install_target") if isinstance(meta, dict) else None
+            if isinstance(target, str) and target and "/" not in target and target not in (".", ".."):
+                found[target] = {**meta, "category": category}
+    return found
+
+
+def runnable_layers(folder: Path) -> dict[str, dict[str, Any]]:
+    """The layers of a deployment, or of a `local-export` folder that was never deployed."""
+    if not (folder / STATE_DIR / "deployment.json").exists():
+        exported = exported_layers(folder)
+        if exported is not None:
+            return exported
+    return deployed_layers(folder)
+
+
 def find_app(target_dir: Path, app: str) -> tuple[Path, str]:
-    """The deployed folder and launch module of an application (by layer name or install target)."""
-    layers = deployed_layers(target_dir)
+    """The folder and launch module of an application (by layer name or install target), in a
+    deployment or a `local-export` folder."""
+    layers = runnable_layers(target_dir)
     candidates = [
         (target, meta)
         for target, meta in layers.items()
