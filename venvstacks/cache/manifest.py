@@ -168,6 +168,9 @@ def verify_tree(top: Path, entries: Sequence[ManifestEntry]) -> str | None:
                 return f"{entry.path} changed size ({info.st_size}, recorded {entry.size})"
             if info.st_mtime_ns != entry.mtime_ns:
                 return f"{entry.path} was modified after it was cached"
+            if stat.S_IMODE(info.st_mode) != entry.mode:
+                # A hard-linked copy shares its mode: a chmod in a build dir reaches the cache.
+                return f"{entry.path} changed mode after it was cached"
     return None
 
 
