@@ -36,6 +36,8 @@ from pathlib import Path
 import pytest
 from fixtures_stacks import StackProject, write_basic_stack
 
+from venvstacks.envs.manifest import record_folder
+
 pytestmark = pytest.mark.slow
 
 # The basic stack (tests/fixtures_stacks.py) plus a `util` framework, so that frame2 has two
@@ -153,7 +155,21 @@ def clone_stack(template: StackProject, root: Path) -> StackProject:
         path.write_text(text.replace(old, new), encoding="utf-8")
         rewritten.append(path.relative_to(root))
     assert rewritten, "expected the build dir to name its own location"
+    _record_manifests_again(root / "_build")
     return StackProject(root, template.runtime_archives, template.wheelhouse, dict(template.env))
+
+
+def _record_manifests_again(build: Path) -> None:
+    """The clone's files were rewritten for its location: record them as built there.
+
+    (venvstacks checks each environment against the listing recorded when it was built; a clone
+    made by rewriting paths would otherwise count, rightly, as a changed environment.)
+    """
+    for manifest in (build / ".venvstacks" / "manifests").glob("*.json"):
+        kind, _, name = manifest.stem.partition(".")
+        folder = build / name if kind == "env" else build / ".venvstacks" / "runtimes" / name
+        if folder.is_dir():
+            record_folder(folder, manifest)
 
 
 def _shared_folders(root: Path) -> list[Path]:
