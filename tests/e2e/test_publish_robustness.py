@@ -177,7 +177,8 @@ def test_partial_publish_keeps_the_other_layers_in_the_manifest(built: StackProj
     assert {k: v for k, v in after.items() if k != "app-a"} == {
         k: v for k, v in full.items() if k != "app-a"
     }
-    assert '"app-b@1.tar.zst"' in result.stdout
+    manifest = (out / "__venvstacks__" / "venvstacks.json").read_text(encoding="utf-8")
+    assert '"app-b@1.tar.zst"' in manifest, result.stdout
     deployed = built.root.parent / "partial-deployed"
     built.run("deploy", str(out), str(deployed))
     assert built.run("run", str(deployed), "b").stdout.split()[-1] == "42"
