@@ -85,16 +85,17 @@ def describe_failure(
     names them; pins from lower layers that uv mentions are named with their layer.
     """
     conflicts = explain_conflicts(output, providers)
-    pair = _TWO_REQUIREMENTS.search(output)
+    flat = " ".join(output.split())  # uv wraps its long lines at the terminal's width
+    pair = _TWO_REQUIREMENTS.search(flat)
     if conflicts:
         cause = f"its requirements conflict with lower layers ({'; '.join(conflicts)})"
     elif pair is not None:
         cause = f"two of its requirements conflict: {pair['a']!r} and {pair['b']!r}"
     else:
         cause = "uv could not resolve its requirements"
-    platform = failing_platform(output, platforms)
+    platform = failing_platform(output, platforms) or failing_platform(flat, platforms)
     hint = None
-    if platform is not None and len(platforms) > 1 and _PLATFORM_CAUSE.search(output):
+    if platform is not None and len(platforms) > 1 and _PLATFORM_CAUSE.search(flat):
         others = [str(p) for p in platforms if p != platform]
         hint = (
             f"hint: the resolution failed for {platform} only; to leave it out, set "
