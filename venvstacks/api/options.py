@@ -11,11 +11,29 @@ __all__ = [
     "ExportOptions",
     "LockOptions",
     "PublishOptions",
+    "RemoteCache",
     "Sources",
 ]
 
 RuntimeFallback = Literal["none", "host"]
 ArchiveFormatName = Literal["tar.xz", "tar.gz", "tar.zst", "zip"]
+
+
+@dataclass(frozen=True)
+class RemoteCache:
+    """An OCI registry repository used as a shared layer cache (`build --remote-cache`).
+
+    `url` is `oci://HOST[:PORT]/REPO`. A local cache miss is looked up there; after a build, the
+    layers it lacks are pushed unless `read_only`. `plain_http`, `insecure` and `ca_file` are the
+    transport options of `publish --to`; credentials are found the same way. A registry failure
+    never fails the build (a warning, then the layer is built locally).
+    """
+
+    url: str
+    read_only: bool = False
+    plain_http: bool = False
+    insecure: bool = False
+    ca_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -25,7 +43,8 @@ class Sources:
     Relative paths are taken from the spec's folder. Runtime archive folders are searched in
     order: these, then `$VENVSTACKS_RUNTIME_ARCHIVES`, then `[tool.venvstacks] runtime-archives`.
     `runtime_fallback=None` keeps the spec's setting. `layer_cache=False` neither restores from
-    nor stores into the layer cache (`venvstacks.cache`).
+    nor stores into the layer cache (`venvstacks.cache`); `remote_cache` adds a registry behind
+    it (it needs the layer cache).
     """
 
     use_index: bool = True
@@ -33,6 +52,7 @@ class Sources:
     runtime_archives: tuple[Path, ...] = ()
     runtime_fallback: RuntimeFallback | None = None
     layer_cache: bool = True
+    remote_cache: RemoteCache | None = None
 
 
 @dataclass(frozen=True)

@@ -287,7 +287,12 @@ class Stack:
             return BuildResult("build", self.build_dir, {})
         archived = [name.split(":", 1)[1] for name in selected if name.startswith("archive:")]
         before = _publishing.snapshot(publishing, archived) if publishing else {}
-        result = self._run("build", tasks, selected, options.jobs, progress, layers)
+        try:
+            result = self._run("build", tasks, selected, options.jobs, progress, layers)
+        except StackError:  # what did build is still shared
+            _share(tasks, lock_options, layers)
+            raise
+        _share(tasks, lock_options, layers)
         if publishing is None:
             return result
         published = _publishing.collect(self, publishing, archived, before, result.ran)
@@ -411,8 +416,27 @@ class Stack:
         return f"Stack({str(self.path)!r}, build_dir={str(self.build_dir)!r})"
 
 
+def _share(tasks: StackTasks, options: locking.LockOptions, layers: Sequence[LayerPlan]) -> None:
+    """With a remote cache: push what the build's layers left in the layer cache."""
+    if getattr(tasks.cache, "remote", None) is not None:
+        from venvstacks.cache.remote import share_build
+
+        share_build(tasks.cache, tasks.plan, tasks.layout, options, layers)
+
+
 def _layer_cache(sources: Sources) -> Any:
-    """The layer cache the tasks use (`$VENVSTACKS_CACHE_DIR`...), or None when it is off."""
+    """The layer cache the tasks use (`$VENVSTACKS_CACHE_DIR`...), or None when it is off;
+    with the remote cache behind it when one is given."""
     from venvstacks.cache.store import LayerCache
 
-    return LayerCache.from_environment() if sources.layer_cache else None
+    remote = sources.remote_cache
+    if remote is not None and not sources.layer_cache:
+        raise StackError("the remote cache needs the layer cache (drop --no-layer-cache)")
+    cache = LayerCache.from_environment() if sources.layer_cache else None
+    if cache is not None and remote is not None:
+        from venvstacks.cache.remote import RemoteCache as Remote
+        from venvstacks.oci.transport import TransportOptions
+
+        transport = TransportOptions(remote.plain_http, remote.insecure, remote.ca_file)
+        cache.remote = Remote.open(remote.url, transport, read_only=remote.read_only)
+    return cache

@@ -11,7 +11,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,7 @@ class LockResolver:
 
     cache: LayerCache | None
     outcomes: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # of hits: "local" or "remote"
 
     def __call__(
         self,
@@ -83,13 +84,14 @@ class LockResolver:
             return locking.resolve_layer_lock(plan, layer, layout, options, python, reset)
         key = lock_digest(plan, layer, layout, options)
         # --reset-lock asks for a fresh resolution: the cache is not read, only refreshed.
-        entry = None if reset else self.cache.lookup("lock", key.digest)
-        if entry is not None:
-            text = _read_lock(entry)
-            if text is not None:
-                _log.info("%s: lock restored from the layer cache (%s)", env, key.digest[:19])
-                self.outcomes[env] = HIT
-                return text
+        if not reset:
+            for source, entry in _lookups(self.cache, "lock", key.digest, env):
+                text = _read_lock(entry)
+                if text is not None:
+                    _log.info("%s: lock restored from the layer cache (%s)", env, key.digest[:19])
+                    self.outcomes[env] = HIT
+                    self.sources[env] = source
+                    return text
         text = locking.resolve_layer_lock(plan, layer, layout, options, python, reset)
         with tempfile.TemporaryDirectory(prefix="venvstacks-lock-") as tmp:
             (Path(tmp) / LOCK_FILE).write_text(text, encoding="utf-8")
@@ -122,11 +124,17 @@ def install_layer(
     if cache is None:
         return {**install(plan, env, layout), "cache": OFF}
     key = env_digest(plan, env, layout)
-    entry = cache.lookup("env", key.digest)
-    if entry is not None and _restore_env(entry, env, layout):
-        _log.info("%s: environment restored from the layer cache (%s)", env, key.digest[:19])
-        lock = layout.lock(env).pylock
-        return {"built_at": time.time_ns(), "lock": lock.name, "cache": HIT, "digest": key.digest}
+    for source, entry in _lookups(cache, "env", key.digest, env):
+        if _restore_env(entry, env, layout):
+            _log.info("%s: environment restored from the layer cache (%s)", env, key.digest[:19])
+            lock = layout.lock(env).pylock
+            return {
+                "built_at": time.time_ns(),
+                "lock": lock.name,
+                "cache": HIT,
+                "cache_source": source,
+                "digest": key.digest,
+            }
     result = install(plan, env, layout)
     cache.insert(
         "env",
@@ -138,6 +146,22 @@ def install_layer(
         always_copy=always_copy,
     )
     return {**result, "cache": MISS, "digest": key.digest}
+
+
+def _lookups(
+    cache: LayerCache, kind: str, digest: str, layer: str
+) -> Iterator[tuple[str, CacheEntry]]:
+    """The local entry for `digest`, then (if that is missing or fails to restore) the one the
+    remote cache holds, fetched into the local cache: each as (source, entry)."""
+    entry = cache.lookup(kind, digest)
+    if entry is not None:
+        yield "local", entry
+    if cache.remote is not None:
+        if entry is not None:
+            return  # a local entry that failed to restore: the remote one is the same tree
+        fetched = cache.remote.fetch(cache, kind, digest, layer)
+        if fetched is not None:
+            yield "remote", fetched
 
 
 def _restore_env(entry: CacheEntry, env: EnvName, layout: BuildLayout) -> bool:

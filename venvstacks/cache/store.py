@@ -28,11 +28,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from venvstacks.cache.manifest import ManifestEntry, scan_tree, verify_tree
 from venvstacks.cache.restore import copy_file, place_file
 from venvstacks.errors import StackError
+
+if TYPE_CHECKING:
+    from venvstacks.cache.remote import RemoteCache
 
 __all__ = [
     "CACHE_DIR_ENV",
@@ -128,6 +131,8 @@ class LayerCache:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        # A `cache.remote.RemoteCache` that local misses fall back to (`build --remote-cache`).
+        self.remote: RemoteCache | None = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> LayerCache:
@@ -245,21 +250,60 @@ class LayerCache:
                     "files": sum(1 for e in entries if e.kind == "f"),
                     "entries": [e.to_json() for e in entries],
                 }
-                (tmp / "used").touch()
-                _write_json(tmp / "manifest.json", manifest)
-                final.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    tmp.rename(final)
-                except OSError as exc:
-                    if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                        raise
-                    _log.debug("%s %s was stored by another build meanwhile", kind, digest)
+                self._commit(tmp, final, manifest)
         except OSError as exc:
             _log.warning(
                 "warning: could not store %s in the layer cache %s: %s", layer, self.root, exc
             )
             return None
         return self._load(kind, final)
+
+    def adopt(
+        self, kind: str, digest: str, fill: Callable[[Path], Mapping[str, Any]]
+    ) -> CacheEntry:
+        """Store an entry made elsewhere (the remote cache): `fill(folder)` writes its files
+        under `folder / "tree"` and returns its manifest, which must describe exactly them.
+
+        The entry appears whole or not at all; what `fill` raises propagates (nothing is kept),
+        and a tree that does not match its manifest raises `CacheError`.
+        """
+        final = self._folder(kind, digest)
+        with self._temporary(kind) as tmp:
+            manifest = dict(fill(tmp))
+            if (
+                manifest.get("format") != MANIFEST_FORMAT
+                or manifest.get("kind") != kind
+                or manifest.get("digest") != f"sha256:{_hex(digest)}"
+            ):
+                raise CacheError(f"the {kind} entry for {digest} describes something else")
+            try:
+                entries = [ManifestEntry.from_json(e) for e in manifest.get("entries", [])]
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CacheError(
+                    f"the {kind} entry for {digest} has a bad manifest: {exc}"
+                ) from None
+            problem = verify_tree(tmp / "tree", entries)
+            if problem is not None:
+                raise CacheError(
+                    f"the {kind} entry for {digest} does not match its manifest: {problem}"
+                )
+            self._commit(tmp, final, manifest)
+        entry = self._load(kind, final)
+        if entry is None:
+            raise CacheError(f"the {kind} entry for {digest} could not be stored in {self.root}")
+        return entry
+
+    def _commit(self, tmp: Path, final: Path, manifest: Mapping[str, Any]) -> None:
+        """Write the manifest last, then rename the finished entry into place (first one wins)."""
+        (tmp / "used").touch()
+        _write_json(tmp / "manifest.json", manifest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            tmp.rename(final)
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            _log.debug("%s was stored by another build meanwhile", final.name)
 
     @contextlib.contextmanager
     def _temporary(self, kind: str) -> Iterator[Path]:

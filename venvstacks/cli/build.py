@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
-from venvstacks.api.options import BuildOptions, LockOptions, PublishOptions, Sources
+from venvstacks.api.options import BuildOptions, LockOptions, PublishOptions, RemoteCache, Sources
 from venvstacks.api.results import BuildResult
 from venvstacks.cli.cache import no_layer_cache_option
 from venvstacks.cli.common import (
@@ -21,7 +21,7 @@ from venvstacks.cli.common import (
     spec_argument,
 )
 from venvstacks.cli.output import Output, report_option, shown_and_done, subscriber
-from venvstacks.cli.registry import PushRequest, push_options
+from venvstacks.cli.registry import PushRequest, build_registry_options
 from venvstacks.plan.layout import relative_to_common
 
 __all__ = ["COMMANDS", "lock_options", "sources_from"]
@@ -80,6 +80,7 @@ def sources_from(
     runtime_archives: Sequence[Path],
     runtime_fallback: str | None,
     layer_cache: bool = True,
+    remote_cache: RemoteCache | None = None,
 ) -> Sources:
     """The API's `Sources`; runtime archive folders on the command line are taken from the cwd."""
     return Sources(
@@ -92,6 +93,7 @@ def sources_from(
         if not runtime_fallback
         else "none",
         layer_cache=layer_cache,
+        remote_cache=remote_cache,
     )
 
 
@@ -260,7 +262,7 @@ def _render_locked(out: Output, result: BuildResult) -> None:
     help="Accepted for compatibility: --include-dependencies also publishes the lower layers.",
 )
 @click.option("--force/--no-force", default=False, hidden=True)
-@push_options
+@build_registry_options
 @click.pass_context
 def build(
     ctx: click.Context,
@@ -296,6 +298,7 @@ def build(
     include_dependencies: bool | None,
     force: bool,
     push: PushRequest | None,
+    remote_cache: RemoteCache | None,
 ) -> None:
     """Build the environments of a stack in the build dir (default _build beside the spec).
 
@@ -306,6 +309,8 @@ def build(
     out = Output(as_json=as_json, report=report)
     if push is not None and not do_publish:
         raise click.UsageError("--to needs --publish")
+    if remote_cache is not None and no_layer_cache:
+        raise click.UsageError("--remote-cache needs the layer cache: drop --no-layer-cache")
     stack = load_stack(spec_path, build_dir)
     publishing = None
     if do_publish:
@@ -323,7 +328,12 @@ def build(
         allow_missing=allow_missing,
         with_derived=build_derived,
         sources=sources_from(
-            use_index, local_wheels, runtime_archives, runtime_fallback, not no_layer_cache
+            use_index,
+            local_wheels,
+            runtime_archives,
+            runtime_fallback,
+            not no_layer_cache,
+            remote_cache,
         ),
         reset=reset_lock,
         lock_if_needed=lock_if_needed or lock_alias,

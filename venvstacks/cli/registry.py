@@ -16,6 +16,7 @@ from venvstacks.errors import StackError
 __all__ = [
     "PushRequest",
     "TransportFlags",
+    "build_registry_options",
     "deploy_from_registry",
     "push_options",
     "push_output",
@@ -119,6 +120,27 @@ def transport_options(func: F) -> F:
     return cast(F, _decorate(wrapper, _TRANSPORT_OPTIONS))
 
 
+def _push_request(
+    push_to: str | None,
+    push_tag: str,
+    mount_from: tuple[str, ...],
+    transport: TransportFlags,
+    transport_used: bool = False,
+) -> PushRequest | None:
+    if push_to is not None:
+        from venvstacks.oci.reference import check_tag, parse_reference
+
+        parse_reference(push_to, allow_tag=False)
+        check_tag(push_tag)
+        transport.options()
+        return PushRequest(push_to, push_tag, mount_from, transport)
+    if mount_from or push_tag != "latest":
+        raise click.UsageError("--tag and --mount-from need --to")
+    if transport.given and not transport_used:
+        raise click.UsageError("the transport options need --to")
+    return None
+
+
 def push_options(func: F) -> F:
     """Add `--to`, `--tag`, `--mount-from` and the transport options, handed to the command as
     one `push: PushRequest | None` (None without `--to`; the others need it)."""
@@ -135,19 +157,65 @@ def push_options(func: F) -> F:
         **kwargs: Any,
     ) -> Any:
         transport = TransportFlags(plain_http, insecure, ca_file)
-        push = None
-        if push_to is not None:
-            from venvstacks.oci.reference import check_tag, parse_reference
-
-            parse_reference(push_to, allow_tag=False)
-            check_tag(push_tag)
-            transport.options()
-            push = PushRequest(push_to, push_tag, mount_from, transport)
-        elif transport.given or mount_from or push_tag != "latest":
-            raise click.UsageError("--tag, --mount-from and the transport options need --to")
+        push = _push_request(push_to, push_tag, mount_from, transport)
         return func(*args, push=push, **kwargs)
 
     return cast(F, _decorate(wrapper, [*_PUSH_OPTIONS, *_TRANSPORT_OPTIONS]))
+
+
+_REMOTE_CACHE_OPTIONS = [
+    click.option(
+        "--remote-cache",
+        metavar="oci://HOST[:PORT]/REPO",
+        default=None,
+        help="Use this OCI registry repository as a shared layer cache: layers missing from the "
+        "local cache are restored from it, and the build's layers it lacks are pushed to it.",
+    ),
+    click.option(
+        "--remote-cache-read-only",
+        is_flag=True,
+        help="With --remote-cache: only restore from the registry, never push to it.",
+    ),
+]
+
+
+def build_registry_options(func: F) -> F:
+    """`push_options` plus `--remote-cache` and `--remote-cache-read-only`: the command gets
+    `push: PushRequest | None` and `remote_cache: RemoteCache | None` (the API's option); the
+    transport options serve both."""
+
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any,
+        push_to: str | None,
+        push_tag: str,
+        mount_from: tuple[str, ...],
+        plain_http: bool,
+        insecure: bool,
+        ca_file: Path | None,
+        remote_cache: str | None,
+        remote_cache_read_only: bool,
+        **kwargs: Any,
+    ) -> Any:
+        from venvstacks.api.options import RemoteCache
+
+        transport = TransportFlags(plain_http, insecure, ca_file)
+        remote = None
+        if remote_cache is not None:
+            from venvstacks.oci.reference import parse_reference
+
+            parse_reference(remote_cache, allow_tag=False)
+            transport.options()
+            remote = RemoteCache(
+                remote_cache, remote_cache_read_only, plain_http, insecure, ca_file
+            )
+        elif remote_cache_read_only:
+            raise click.UsageError("--remote-cache-read-only needs --remote-cache")
+        push = _push_request(push_to, push_tag, mount_from, transport, remote is not None)
+        return func(*args, push=push, remote_cache=remote, **kwargs)
+
+    options = [*_PUSH_OPTIONS, *_REMOTE_CACHE_OPTIONS, *_TRANSPORT_OPTIONS]
+    return cast(F, _decorate(wrapper, options))
 
 
 def push_output(

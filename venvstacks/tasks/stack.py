@@ -83,6 +83,7 @@ def _lock_action(
         "changed": outcome.changed,
         "locked_at": outcome.locked_at,
         "cache": resolver.outcomes.get(env, "unused"),
+        "cache_source": resolver.sources.get(env, ""),
     }
 
 
@@ -332,9 +333,7 @@ def _publish_action(
     return {**result, "deployed_names": envbuild.deployed_names(plan, layout, env)}
 
 
-def publish_task(
-    stack: StackTasks, layer: LayerPlan, options: publish.PublishOptions
-) -> TaskDict:
+def publish_task(stack: StackTasks, layer: LayerPlan, options: publish.PublishOptions) -> TaskDict:
     """`archive:<env>` (or `export:<env>` for local exports) of one built layer."""
     env = layer.env_name
     operation = "export" if options.export else "archive"
