@@ -16,7 +16,14 @@ from venvstacks.plan.names import EnvName
 from venvstacks.tasks.engine import RunResult, build_dir_lock, run_tasks
 from venvstacks.tasks.stack import StackTasks
 
-__all__ = ["emitting", "layer_outcomes", "raise_failures", "run_stack_tasks", "task_outcomes"]
+__all__ = [
+    "cache_sources",
+    "emitting",
+    "layer_outcomes",
+    "raise_failures",
+    "run_stack_tasks",
+    "task_outcomes",
+]
 
 _log = logging.getLogger("venvstacks")
 
@@ -100,6 +107,16 @@ def task_outcomes(result: RunResult) -> dict[str, Outcome]:
     return outcomes
 
 
+def cache_sources(result: RunResult) -> dict[str, str]:
+    """Per task served from the layer cache: where from ("local" or "remote")."""
+    found = {}
+    for name in result.executed:
+        values = result.values.get(name, {})
+        if values.get("cache") == "hit":
+            found[name] = str(values.get("cache_source") or "local")
+    return found
+
+
 def _combined(outcomes: Iterable[Outcome | None]) -> Outcome | None:
     """RAN when any step ran; UP_TO_DATE when every step was; None when a step was not run."""
     seen = list(outcomes)
@@ -111,7 +128,10 @@ def _combined(outcomes: Iterable[Outcome | None]) -> Outcome | None:
 
 
 def layer_outcomes(
-    layout: BuildLayout, layers: Sequence[LayerPlan], outcomes: Mapping[str, Outcome]
+    layout: BuildLayout,
+    layers: Sequence[LayerPlan],
+    outcomes: Mapping[str, Outcome],
+    sources: Mapping[str, str] | None = None,
 ) -> dict[str, LayerOutcome]:
     """Per layer that the run touched (build order): lock and env outcomes, each task's outcome."""
     found: dict[str, LayerOutcome] = {}
@@ -135,6 +155,11 @@ def layer_outcomes(
             locked_at=_locked_at(layout, env) if lock is not None else None,
             env_dir=layout.env_dir(env) if built is not None else None,
             tasks=tasks,
+            cache={
+                step: (sources or {})[f"{op}:{env}"]
+                for step, op in (("lock", "lock"), ("env", "install"))
+                if f"{op}:{env}" in (sources or {})
+            },
         )
     return found
 

@@ -95,6 +95,8 @@ class LayerOutcome:
     env_dir: Path | None = None
     published: PublishedLayer | None = None
     tasks: Mapping[str, Outcome] = field(default_factory=dict)
+    # For the steps that were a cache hit: "local" (the layer cache) or "remote" (the registry).
+    cache: Mapping[str, str] = field(default_factory=dict)
 
     def to_json(self, export: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {"kind": self.kind}
@@ -105,6 +107,8 @@ class LayerOutcome:
         if self.env is not None:
             data["env"] = str(self.env)
             data["env_dir"] = _path(self.env_dir)
+        if self.cache:
+            data["cache"] = dict(self.cache)
         if self.published is not None:
             data.update(self.published.to_json(export))
         data["tasks"] = {name: str(outcome) for name, outcome in self.tasks.items()}

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from venvstacks.api import _publishing
-from venvstacks.api._run import layer_outcomes, run_stack_tasks, task_outcomes
+from venvstacks.api._run import cache_sources, layer_outcomes, run_stack_tasks, task_outcomes
 from venvstacks.api.options import (
     BuildOptions,
     ExportOptions,
@@ -326,7 +326,7 @@ class Stack:
         return BuildResult(
             command,
             self.build_dir,
-            layer_outcomes(self.layout, self.plan.enabled, outcomes),
+            layer_outcomes(self.layout, self.plan.enabled, outcomes, cache_sources(run)),
             selected=tuple(layer.env_name for layer in layers),
             ran=tuple(run.executed),
             up_to_date=tuple(run.up_to_date),

@@ -1,0 +1,179 @@
+"""End to end: `build --remote-cache` against a real registry, through the installed CLI.
+
+"Machines" are stack folders side by side (same spec, same wheels and runtime archive) with
+their own empty layer cache (`VENVSTACKS_CACHE_DIR`) and a fresh build dir. uv runs are counted
+from `-vv` output, where every command venvstacks starts is logged (`running: <argv>`); what was
+sent to the registry is read from its access log.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+from fixtures_registry import AccessLogLine, Registry
+from fixtures_stacks import StackProject, write_basic_stack
+
+pytestmark = pytest.mark.slow
+
+ALL_ENVS = ["app-a", "app-b", "cpython-3.11", "framework-frame", "framework-frame2"]
+FRAME_REQS = 'requirements = ["vs-frame"]'
+FRAME_PINNED = 'requirements = ["vs-frame", "vs-util==1.0"]'
+WRITES = {"PUT", "POST", "PATCH", "DELETE"}
+REPO = "team/stack"
+
+
+def build(
+    project: StackProject,
+    cache: Path,
+    registry: Registry,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    return project.run(
+        "-vv", "build", str(project.spec), "--lock-if-needed", *project.source_options(),
+        "--remote-cache", registry.url(REPO), *registry.transport_options(), *args,
+        env={"VENVSTACKS_CACHE_DIR": str(cache), "DOCKER_CONFIG": str(cache / "no-docker"),
+             "VENVSTACKS_REGISTRY_RETRIES": "1", **(env or {})},
+    )  # fmt: skip
+
+
+def uv_runs(result: subprocess.CompletedProcess[str]) -> list[str]:
+    runs = []
+    for line in result.stderr.splitlines():
+        if "running: " in line:
+            argv = line.split("running: ", 1)[1].split()
+            if Path(argv[0]).name == "uv":
+                runs.append(" ".join(argv[1:3]))
+    return runs
+
+
+def remote_warnings(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stderr.splitlines() if "warning: remote cache:" in line]
+
+
+def writes(lines: list[AccessLogLine]) -> list[AccessLogLine]:
+    return [line for line in lines if line.method in WRITES]
+
+
+def cache_tags(registry: Registry) -> dict[str, int]:
+    tags = json.loads(registry.get(f"/v2/{REPO}/tags/list"))["tags"] or []
+    return {
+        kind: sum(1 for t in tags if t.startswith(f"_vscache-v1-{kind}-"))
+        for kind in ("lock", "env")
+    }
+
+
+def app_output(build_dir: Path) -> str:
+    return subprocess.run(
+        [str(build_dir / "app-a" / "bin" / "python"), "-m", "app_a"],
+        capture_output=True, text=True, check=True, cwd="/",
+    ).stdout  # fmt: skip
+
+
+def second_machine(basic_stack: StackProject, runtime_versions: Mapping[str, str]) -> StackProject:
+    # A sibling folder: the same relative way to the wheelhouse, so the same lock inputs.
+    other = StackProject(
+        basic_stack.root.with_name("machine-b"),
+        basic_stack.runtime_archives,
+        basic_stack.wheelhouse,
+    )
+    other.root.mkdir()
+    write_basic_stack(other, runtime_versions)
+    return other
+
+
+def test_remote_cache_from_outage_to_a_fresh_machine(
+    basic_stack: StackProject,
+    registry: Registry,
+    tmp_path: Path,
+    runtime_versions: Mapping[str, str],
+) -> None:
+    cache_a, cache_b = tmp_path / "cache-a", tmp_path / "cache-b"
+
+    # The registry is down: one warning line naming it, the repository and a layer; built locally.
+    registry.stop()
+    down = build(basic_stack, cache_a, registry)
+    warned = remote_warnings(down)
+    assert len(warned) == 1, down.stderr
+    assert f"registry {registry.host}, repository {REPO}, layer " in warned[0]
+    assert "connection refused" in warned[0]
+    assert "Traceback" not in down.stderr
+    assert "pip sync" in uv_runs(down)
+    assert "vs_app_a" in app_output(basic_stack.build_dir)
+
+    # Back up: a build with nothing to do pushes every layer of the build the registry lacks.
+    registry.start()
+    mark = registry.mark()
+    up = build(basic_stack, cache_a, registry)
+    assert uv_runs(up) == [] and remote_warnings(up) == [], up.stderr
+    assert cache_tags(registry) == {"lock": 5, "env": 5}
+    blob_uploads = [
+        r for r in registry.requests_since(mark) if r.method == "PUT" and "/blobs/" in r.path
+    ]
+    assert len(blob_uploads) == 5 + 5 + 5 + 5  # a tree and a config blob per entry
+    heads = [r for r in registry.requests_since(mark) if r.method == "HEAD"]
+    assert len(heads) >= len(blob_uploads)  # HEAD first
+
+    # The same build pushed again uploads nothing (the tags are there).
+    mark = registry.mark()
+    again = build(basic_stack, cache_a, registry)
+    assert writes(registry.requests_since(mark)) == [], again.stderr
+
+    # Read-only: a changed framework is looked up (a miss), built locally, never pushed.
+    basic_stack.edit_spec(FRAME_REQS, FRAME_PINNED)
+    mark = registry.mark()
+    changed = build(basic_stack, cache_a, registry, "--remote-cache-read-only")
+    sent = registry.requests_since(mark)
+    assert writes(sent) == [], sent
+    assert any(r.method == "GET" and r.status == 404 for r in sent)  # it did look
+    assert "pip sync" in uv_runs(changed)
+    assert cache_tags(registry) == {"lock": 5, "env": 5}
+    basic_stack.edit_spec(FRAME_PINNED, FRAME_REQS)
+
+    # A fresh machine: empty layer cache, fresh build dir, same spec: no uv at all.
+    fresh = second_machine(basic_stack, runtime_versions)
+    report = tmp_path / "report.json"
+    mark = registry.mark()
+    restored = build(fresh, cache_b, registry, "--report", str(report))
+    assert uv_runs(restored) == [], restored.stderr
+    assert remote_warnings(restored) == [], restored.stderr
+    assert writes(registry.requests_since(mark)) == []  # the registry had everything
+    layers = json.loads(report.read_text())["layers"]
+    for name in ALL_ENVS:
+        assert (layers[name]["lock"], layers[name]["env"]) == ("cache-hit", "cache-hit"), name
+        assert layers[name]["cache"] == {"lock": "remote", "env": "remote"}, name
+    out = app_output(fresh.build_dir)
+    assert str(fresh.build_dir) in out and str(basic_stack.build_dir) not in out
+    for cfg in fresh.build_dir.glob("*/pyvenv.cfg"):
+        assert str(basic_stack.build_dir) not in cfg.read_text(), cfg
+    # The restored layers pass the environment checks: the next build finds them up to date.
+    noop = build(fresh, cache_b, registry, "--remote-cache-read-only")
+    assert uv_runs(noop) == [] and "0 task(s) ran" in noop.stdout + noop.stderr, noop.stderr
+
+
+def test_remote_cache_with_tls_and_basic_auth(
+    basic_stack: StackProject,
+    tls_registry: Registry,
+    tmp_path: Path,
+    runtime_versions: Mapping[str, str],
+) -> None:
+    creds = tls_registry.credentials_env()
+    pushed = build(basic_stack, tmp_path / "cache-a", tls_registry, env=creds)
+    assert remote_warnings(pushed) == [], pushed.stderr
+    assert cache_tags(tls_registry) == {"lock": 5, "env": 5}
+
+    fresh = second_machine(basic_stack, runtime_versions)
+    cache_b = tmp_path / "cache-b"
+    # Without credentials: one warning, and the (runtime) layer is built locally.
+    anonymous = build(fresh, cache_b, tls_registry, "--include", "cpython-3.11")
+    warned = remote_warnings(anonymous)
+    assert len(warned) == 1 and "authentication required" in warned[0], anonymous.stderr
+    assert f"registry {tls_registry.host}, repository {REPO}" in warned[0]
+
+    restored = build(fresh, cache_b, tls_registry, env=creds)
+    assert uv_runs(restored) == [] and remote_warnings(restored) == [], restored.stderr
+    assert "vs_app_a" in app_output(fresh.build_dir)
