@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import click
 
+from venvstacks.api.results import PublishedLayer
 from venvstacks.api.stack import Stack
 from venvstacks.cli.build import lock_options, sources_from
 from venvstacks.cli.common import build_dir_option, load_stack, spec_argument
@@ -47,13 +49,12 @@ def _publish(
     stack: Any,
     apps: list[LayerPlan],
     options: dict[str, Any],
-) -> Any:
-    """Bring the layers up to date and published (like `build --publish`); the publish options.
+) -> dict[str, PublishedLayer]:
+    """Bring the layers up to date and published (like `build --publish`); each layer's archive.
 
     Without --output-dir, the archives only carry the layers into the image: they are kept in
     the build dir, in the fastest format (multi-threaded zstd), apart from what `publish` writes.
     """
-    from venvstacks.api._publishing import internal_options
     from venvstacks.api.options import BuildOptions, PublishOptions
 
     output_dir = options["output_dir"]
@@ -80,37 +81,43 @@ def _publish(
     )
     result = stack.build(build, progress=subscriber(ctx))
     Output(report=options.get("report")).report(result.to_json())
-    return internal_options(stack, request, export=False)
+    return dict(result.published.layers) if result.published is not None else {}
 
 
 def _image_request(
-    stack: Stack, publishing: Any, app: LayerPlan, prefix: str, layer_format: str
+    stack: Stack,
+    published: dict[str, PublishedLayer],
+    app: LayerPlan,
+    prefix: str,
+    layer_format: str,
 ) -> Any:
-    import json
-
     from venvstacks.image.assemble import ImageLayer, ImageRequest
 
     order = [app.runtime, *reversed(app.frameworks), app.env_name]
     layers = []
-    meta: dict[str, Any] = {}
+    meta: Mapping[str, Any] = {}
     for env in order:
-        path = publishing.metadata_path(env)
+        found = published.get(str(env))
+        if found is None:
+            raise StackError(f"layer {env}: it was not published for this image")
+        meta = found.metadata
         try:
-            meta = json.loads(path.read_text(encoding="utf-8"))
             layers.append(
                 ImageLayer(
                     env=env,
                     kind=stack.plan[env].kind.category,
                     target=str(meta["install_target"]),
-                    archive=publishing.output_dir / str(meta["archive_name"]),
+                    archive=found.artefact,
                     archive_sha256=str(meta["archive_hashes"]["sha256"]),
                     lock_version=int(meta["lock_version"]),
                     locked_at=str(meta["locked_at"]),
                     build_env=stack.layout.env_dir(env),
                 )
             )
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise StackError(f"layer {env}: no usable published metadata {path} ({exc})") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StackError(
+                f"layer {env}: no usable published metadata {found.metadata_path} ({exc})"
+            ) from None
     return ImageRequest(
         app=app.name,
         launch_module=str(meta["app_launch_module"]),
@@ -261,21 +268,22 @@ def image(
     transport = _transport(plain_http, insecure, ca_file)
     sink = _sink(dest_ref, transport)
     if builds_here:
-        publishing = _publish(ctx, stack, apps, options)
+        published = _publish(ctx, stack, apps, options)
         base = load_base(base_ref, host, store=store.layout, transport=transport)
         base_fs = read_rootfs(base)
     for chosen in apps:
         image_tag = _tag_for(chosen, tag, dest_ref.tag, all_apps)
         if builds_here:
-            request = _image_request(stack, publishing, chosen, prefix, layer_format)
+            request = _image_request(stack, published, chosen, prefix, layer_format)
             tags = [image_tag] if not wanted else [platform_tag(image_tag, host)]
             if len(wanted) == 1:
                 tags.insert(0, image_tag)
+            if hasattr(sink, "count"):
+                sink.count = type(sink.count)()  # counted per image
             built = build_image(base, request, store, sink, tags, base_fs=base_fs)
             for warning in built.warnings:
                 _log.warning("warning: %s", warning)
-            pushed = getattr(sink, "count", None)
-            moved = f", {pushed.uploaded_bytes} bytes uploaded" if pushed is not None else ""
+            moved = _moved(getattr(sink, "count", None))
             click.echo(
                 f"{dest_ref.with_tag(tags[-1])} {built.manifest.digest} "
                 f"({len(built.layers)} layers, {len(request.layers)} from the stack, "
@@ -306,6 +314,16 @@ def _sink(ref: Any, transport: Any) -> Any:
         return LayoutSink(ref)
     registry = registry_module()
     return registry.RegistrySink(registry.connect(ref, transport), ref)
+
+
+def _moved(count: Any) -> str:
+    """What a registry push moved, for the line printed per image ('' for a layout)."""
+    if count is None:
+        return ""
+    return (
+        f", {count.uploaded_bytes} bytes uploaded ({count.uploaded} blobs uploaded, "
+        f"{count.mounted} mounted, {count.present} already there)"
+    )
 
 
 def _tag_for(app: LayerPlan, tag: str | None, dest_tag: str | None, all_apps: bool) -> str:

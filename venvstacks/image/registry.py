@@ -2,8 +2,9 @@
 
 A registry base is read through a local blob cache (the image layer store), so its layers are
 downloaded once, verified while streaming, and reused by later images. A registry destination
-receives only the blobs it lacks: HEAD first, then a cross-repository mount when the blob is in
-the base's repository on the same registry, then an upload.
+receives only the blobs it lacks: HEAD first, then a cross-repository mount when the blob is known
+to be in another repository of the same registry (the base's, or one an earlier push recorded in
+`venvstacks.oci.mounts`), then an upload (also when the registry refuses the mount).
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from venvstacks.image.media import INDEX_TYPES, MANIFEST_TYPES, Descriptor
 from venvstacks.image.refs import ImageRef
 from venvstacks.oci import client as oci
 from venvstacks.oci.auth import find_credentials
+from venvstacks.oci.errors import RegistryNotFoundError
+from venvstacks.oci.mounts import MountRecord
 from venvstacks.oci.reference import Reference
 from venvstacks.oci.transport import TransportOptions
 
-__all__ = ["RegistrySink", "RegistrySource", "connect"]
+__all__ = ["PushCount", "RegistrySink", "RegistrySource", "connect"]
 
 
 def _reference(ref: ImageRef) -> Reference:
@@ -92,30 +95,52 @@ class PushCount:
 
 
 class RegistrySink:
-    """A registry repository as an image destination."""
+    """A registry repository as an image destination.
 
-    def __init__(self, client: oci.RegistryClient, ref: ImageRef) -> None:
+    Blobs are pushed HEAD first, then mounted from another repository of the registry that holds
+    them (the base's, then those `record` lists, most recent first), then uploaded. Once a
+    manifest referring to them is stored, the pushed blobs are recorded as held by this
+    repository, so a later push of the same layers to yet another repository mounts them.
+    """
+
+    def __init__(
+        self, client: oci.RegistryClient, ref: ImageRef, record: MountRecord | None = None
+    ) -> None:
         self.client = client
         self.ref = ref
+        self.record = record if record is not None else MountRecord()
         self.count = PushCount()
+        self._unrecorded: list[str] = []
 
     def has_blob(self, descriptor: Descriptor) -> bool:
         return self.client.blob_size(self.ref.repository, descriptor.digest) is not None
 
+    def mount_candidates(self, descriptor: Descriptor, source: Any) -> list[str]:
+        """Repositories of this registry that may hold the blob, the likeliest first."""
+        found: list[str] = []
+        if isinstance(source, RegistrySource) and source.ref.location == self.ref.location:
+            found.append(source.ref.repository)
+        found += self.record.candidates(
+            self.client.registry, descriptor.digest, self.ref.repository
+        )
+        return [r for r in dict.fromkeys(found) if r != self.ref.repository]
+
     def put_blob(self, descriptor: Descriptor, source: Any) -> None:
-        mount_from: list[str] = []
         if isinstance(source, RegistrySource):
-            if source.ref.location == self.ref.location:
-                mount_from.append(source.ref.repository)
             path = source.local_path(descriptor)
         elif isinstance(source, OciLayout):
             path = source.blob_path(descriptor.digest)
         else:
             raise TypeError(f"cannot push from {source!r}")
         outcome = self.client.push_blob(
-            self.ref.repository, path, descriptor.digest, descriptor.size, mount_from=mount_from
+            self.ref.repository,
+            path,
+            descriptor.digest,
+            descriptor.size,
+            mount_from=self.mount_candidates(descriptor, source),
         )
         self.count.outcomes[descriptor.digest] = str(outcome)
+        self._unrecorded.append(descriptor.digest)
         if outcome is oci.BlobPush.UPLOADED:
             self.count.uploaded += 1
             self.count.uploaded_bytes += descriptor.size
@@ -126,4 +151,29 @@ class RegistrySink:
 
     def put_manifest(self, media_type: str, content: bytes, tag: str) -> Descriptor:
         found = self.client.put_manifest(self.ref.repository, tag, content, media_type)
+        if self._unrecorded:
+            self.record.add(self.client.registry, self.ref.repository, self._unrecorded)
+            self._unrecorded = []
         return Descriptor(media_type, found.digest, found.size)
+
+    def find_image(self, tag: str) -> tuple[Descriptor, dict[str, Any]] | None:
+        """The image manifest tagged `tag` in the repository and its config, or None."""
+        try:
+            document, found = self.client.get_manifest(self.ref.repository, tag)
+        except RegistryNotFoundError:
+            return None
+        media_type = str(document.get("mediaType") or found.media_type)
+        if media_type not in MANIFEST_TYPES:
+            return None
+        try:
+            config = Descriptor.from_json(document["config"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        data = self.client.fetch_bytes(self.ref.repository, _theirs(config))
+        try:
+            parsed = json.loads(data)
+        except ValueError:
+            return None
+        if not isinstance(parsed, dict):
+            return None
+        return Descriptor(media_type, found.digest, found.size), parsed
