@@ -24,12 +24,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from fixtures_stacks import StackProject
 
 __all__ = [
     "BASE_PACKAGES",
     "Podman",
     "add_whiteout_layer",
     "base_layout",
+    "image_stack",
     "image_tools",
     "podman",
     "require_tools",
@@ -313,3 +315,22 @@ def podman(tmp_path: Path, image_tools: None) -> Iterator[Podman]:
     subprocess.run(store.command("rmi", "--all", "--force"), capture_output=True, check=False)
     subprocess.run(["umount", "-R", str(store.root / "overlay")], capture_output=True, check=False)
     shutil.rmtree(runroot, ignore_errors=True)
+
+
+APP_C = """\
+import vs_frame2, vs_frame
+print("app-c", vs_frame2.where(), vs_frame.where())
+"""
+
+
+@pytest.fixture
+def image_stack(basic_stack: StackProject, base_layout: Path) -> StackProject:
+    """The basic stack plus an app `c` on the same frameworks as `a` (so `a` and `c` images
+    share every layer but the app's)."""
+    with basic_stack.spec.open("a") as spec:
+        spec.write(
+            '\n[[applications]]\nname = "c"\nframeworks = ["frame2"]\n'
+            'launch_module = "app_c.py"\nrequirements = []\n'
+        )
+    basic_stack.write("app_c.py", APP_C)
+    return basic_stack

@@ -38,24 +38,6 @@ def _image(
     )
 
 
-APP_C = """\
-import vs_frame2, vs_frame
-print("app-c", vs_frame2.where(), vs_frame.where())
-"""
-
-
-@pytest.fixture
-def image_stack(basic_stack: StackProject, base_layout: Path) -> StackProject:
-    """The basic stack plus an app `c` on the same frameworks as `a`."""
-    with basic_stack.spec.open("a") as spec:
-        spec.write(
-            '\n[[applications]]\nname = "c"\nframeworks = ["frame2"]\n'
-            'launch_module = "app_c.py"\nrequirements = []\n'
-        )
-    basic_stack.write("app_c.py", APP_C)
-    return basic_stack
-
-
 def _files_changed_after(root: Path, when: float) -> list[str]:
     return [
         str(p.relative_to(root))
