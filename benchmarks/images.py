@@ -19,12 +19,21 @@ It prints a table: seconds, compressed bytes of the stack's layers per image, an
 registry that already holds the first app image receives for the second (the blobs of the second
 manifest that the first lacks: what a HEAD-first push uploads, and what a node that runs the first
 image pulls for the second).
+
+Then, against a real registry (Debian's `docker-registry` on loopback, as in the tests; skipped
+when it is missing), with the layer store warm: `venvstacks image --to oci://...` for the first
+app, the second app to the same repository, and the second app to a new repository (mounts), each
+with the bytes uploaded and the blobs uploaded/mounted/present the command reports; and a node's
+pulls (`skopeo copy` into one local layout, which skips blobs it holds), counted in bytes by the
+registry's access log.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -106,6 +115,64 @@ def _plain_images(
         )
         results.append((time.perf_counter() - start, blob.descriptor.size))
     return results
+
+
+_PUSHED = re.compile(r"(\d+) bytes uploaded \((.*)\)")
+_SENT = re.compile(r'"GET (?P<path>/v2/\S+/blobs/\S+) HTTP/[\d.]+" 200 (?P<bytes>\d+) ')
+
+
+def _registry_rows(
+    spec: Path, common: list[str], base: str, apps: list[str], work: Path
+) -> list[tuple[str, str, str, str]]:
+    """Push both apps to a real registry and pull them as a node would; one row per step."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from fixtures_registry import Registry, ensure_registry_tools
+
+    missing = ensure_registry_tools()
+    if missing is not None or shutil.which("skopeo") is None:
+        print(f"registry rows skipped: {missing or 'skopeo'} is missing")
+        return []
+    registry = Registry(work / "registry")
+    registry.start()
+    saved = os.environ.get("VENVSTACKS_CACHE_DIR")
+    os.environ["VENVSTACKS_CACHE_DIR"] = str(work / "cache")  # a fresh record of mounts
+    rows = []
+    try:
+        steps = [
+            (f"push {apps[0]} (empty registry)", apps[0], "apps"),
+            (f"push {apps[1]}, same repository", apps[1], "apps"),
+            (f"push {apps[1]}, new repository", apps[1], "other"),
+        ]
+        for name, app, repo in steps:
+            start = time.perf_counter()
+            out = _run(
+                "image", str(spec), app, "--base", base, "--plain-http",
+                "--to", f"oci://{registry.host}/{repo}:{app}", *common,
+            )  # fmt: skip
+            took = time.perf_counter() - start
+            found = _PUSHED.search(out)
+            pushed = found.group(1) if found else "?"
+            rows.append((name, f"{took:.1f}", pushed, found.group(2) if found else out.strip()))
+        node = work / "node"
+        for app in apps:
+            before = len(registry.access_log.read_text().splitlines())
+            start = time.perf_counter()
+            subprocess.run(
+                ["skopeo", "copy", "--preserve-digests", "--src-tls-verify=false",
+                 f"docker://{registry.host}/apps:{app}", f"oci:{node}:{app}"],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            took = time.perf_counter() - start
+            lines = registry.access_log.read_text().splitlines()[before:]
+            sent = sum(int(m["bytes"]) for l in lines if (m := _SENT.search(l)))
+            rows.append((f"node pulls {app}", f"{took:.1f}", str(sent), "blob bytes sent"))
+    finally:
+        registry.stop()
+        if saved is None:
+            os.environ.pop("VENVSTACKS_CACHE_DIR", None)
+        else:
+            os.environ["VENVSTACKS_CACHE_DIR"] = saved
+    return rows
 
 
 def main() -> None:
@@ -212,6 +279,12 @@ def main() -> None:
     for name, seconds, size, pushed in rows:
         print(f"{name:45} {seconds:>8} {size:>14} {pushed:>15}")
     print(f"layers per app ({apps[0]}): " + ", ".join(f"{d[7:19]}={s}" for d, s in ours_one))
+    print(f"layers per app ({apps[1]}): " + ", ".join(f"{d[7:19]}={s}" for d, s in ours_two))
+    registry_rows = _registry_rows(spec, common, args.base, apps, work)
+    if registry_rows:
+        print(f"\n{'registry step':45} {'seconds':>8} {'bytes':>14}  blobs")
+        for name, seconds, moved, note in registry_rows:
+            print(f"{name:45} {seconds:>8} {moved:>14}  {note}")
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 

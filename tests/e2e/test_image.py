@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from fixtures_images import Podman, add_whiteout_layer, runc_run
+from fixtures_registry import Registry
 from fixtures_stacks import StackProject
 
 pytestmark = pytest.mark.slow
@@ -104,7 +105,7 @@ def _digest(layout: Path, tag: str) -> str:
     )
 
 
-def test_rebuilt_from_scratch_gives_the_same_digest_and_a_poor_base_is_refused(
+def test_rebuilt_from_scratch_gives_the_same_digest_zstd_runs_and_platforms_index(
     image_stack: StackProject, base_layout: Path, tmp_path: Path, podman: Podman
 ) -> None:
     base = f"oci-layout:{base_layout}:bookworm"
@@ -197,38 +198,6 @@ def test_rebuilt_from_scratch_gives_the_same_digest_and_a_poor_base_is_refused(
         check=False,
     )
     assert missing.returncode == 1 and "b-linux-s390x" in missing.stderr
-    # A base without the C maths library, which the interpreter links against: refused.
-    poor = tmp_path / "poor"
-    add_whiteout_layer(base_layout, poor, ["/usr/lib/x86_64-linux-gnu/libm.so.6"], "nolibm")
-    refused = _image(
-        image_stack,
-        "b",
-        "--base",
-        f"oci-layout:{poor}:nolibm",
-        "--to",
-        f"oci-layout:{tmp_path / 'three'}",
-        check=False,
-    )
-    assert refused.returncode == 1, refused.stderr
-    last = refused.stderr.strip().splitlines()[-1]
-    assert "libm.so.6" in last and "interpreter" in last and "Traceback" not in refused.stderr
-    assert not (tmp_path / "three" / "index.json").exists()
-    # Without the dynamic loader either: both are named.
-    bare = tmp_path / "bare"
-    add_whiteout_layer(
-        base_layout, bare, ["/usr/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib64"], "bare"
-    )
-    refused = _image(
-        image_stack,
-        "b",
-        "--base",
-        f"oci-layout:{bare}:bare",
-        "--to",
-        f"oci-layout:{tmp_path / 'three'}",
-        check=False,
-    )
-    assert refused.returncode == 1
-    assert "ld-linux" in refused.stderr and "libm.so.6" in refused.stderr
 
 
 def _fake_platform(layout: Path, tag: str, new_tag: str, arch: str) -> None:
@@ -255,3 +224,78 @@ def _fake_platform(layout: Path, tag: str, new_tag: str, arch: str) -> None:
     new["annotations"] = {"org.opencontainers.image.ref.name": new_tag}
     index["manifests"].append(new)
     (layout / "index.json").write_text(json.dumps(index))
+
+
+def test_a_base_lacking_what_the_interpreter_needs_is_refused_and_writes_nothing(
+    image_stack: StackProject, base_layout: Path, tmp_path: Path, registry: Registry
+) -> None:
+    # Without the C maths library, which the interpreter links against: one line naming it.
+    poor = tmp_path / "poor"
+    add_whiteout_layer(base_layout, poor, ["/usr/lib/x86_64-linux-gnu/libm.so.6"], "nolibm")
+    dest = tmp_path / "dest"
+    refused = _image(
+        image_stack, "b", "--base", f"oci-layout:{poor}:nolibm", "--to", f"oci-layout:{dest}",
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode == 1, refused.stderr
+    errors = [l for l in refused.stderr.splitlines() if l.startswith("error")]
+    assert len(errors) == 1, refused.stderr
+    assert "libm.so.6" in errors[0] and "interpreter" in errors[0], errors
+    assert "Traceback" not in refused.stderr
+    assert not dest.exists()
+    # The same to a registry: nothing is pushed (not even a HEAD).
+    mark = registry.mark()
+    refused = _image(
+        image_stack, "b", "--base", f"oci-layout:{poor}:nolibm", "--to", registry.url("apps"),
+        "--plain-http", check=False,
+    )  # fmt: skip
+    assert refused.returncode == 1 and "libm.so.6" in refused.stderr
+    assert [r for r in registry.requests_since(mark) if r.path.startswith("/v2/apps/")] == []
+    # Without the dynamic loader either: both are named.
+    bare = tmp_path / "bare"
+    add_whiteout_layer(
+        base_layout, bare, ["/usr/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib64"], "bare"
+    )
+    refused = _image(
+        image_stack, "b", "--base", f"oci-layout:{bare}:bare", "--to", f"oci-layout:{dest}",
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert "ld-linux" in refused.stderr and "libm.so.6" in refused.stderr
+    assert not dest.exists()
+
+
+def test_an_extension_module_whose_library_the_base_lacks_is_a_warning(
+    image_stack: StackProject, base_layout: Path, tmp_path: Path, podman: Podman
+) -> None:
+    """The image is written; the warning names the module and the library; the app runs (it
+    never imports sqlite3) and importing the module in the container fails as warned."""
+    nosqlite = tmp_path / "nosqlite"
+    add_whiteout_layer(
+        base_layout, nosqlite, ["/usr/lib/x86_64-linux-gnu/libsqlite3.so.0"], "nosqlite"
+    )
+    dest = tmp_path / "dest"
+    built = _image(
+        image_stack, "b", "--base", f"oci-layout:{nosqlite}:nosqlite", "--to",
+        f"oci-layout:{dest}:b",
+    )  # fmt: skip
+    warnings = [l for l in built.stderr.splitlines() if "_sqlite3" in l]
+    assert len(warnings) == 1 and "warning" in warnings[0], built.stderr
+    assert "libsqlite3.so.0" in warnings[0] and "Traceback" not in built.stderr
+    subprocess.run(
+        ["skopeo", "copy", "--preserve-digests", f"oci:{dest}:b",
+         f"{podman.storage}localhost/app-b-nosqlite:test"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    run = podman.run("localhost/app-b-nosqlite:test")
+    assert run.returncode == 0 and run.stdout.startswith("app-b "), run.stderr
+    python = "/opt/venvstacks/cpython-3.11/bin/python3"
+    imported = subprocess.run(
+        podman.command(
+            "run", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024",
+            "--ulimit", "nproc=1024:1024", "--entrypoint", python,
+            "localhost/app-b-nosqlite:test", "-c", "import sqlite3",
+        ),
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert imported.returncode == 1 and "libsqlite3.so.0" in imported.stderr, imported.stderr
