@@ -9,7 +9,11 @@ pyenv's CPython 3.11, a private uv cache and a private layer cache). Measures:
   into the cache costs), each with an empty uv cache;
 * a framework change (relocks and reinstalls the framework and the apps on it);
 * the revert of that change (the reverted layers come from the cache);
-* a build into a second, empty build dir (every layer comes from the cache).
+* a build into a second, empty build dir (every layer comes from the cache);
+* with a registry (Debian's docker-registry on loopback, plain HTTP) as `--remote-cache`: a
+  first build that stores and pushes every layer; the same build pushed again (nothing to send);
+  and a fresh machine (an empty layer cache, a fresh stack folder and build dir, an empty uv
+  cache) that restores every layer from the registry (`--no-remote` skips these rows).
 
 Each row gives wall time (a whole `venvstacks` process), the tasks that ran and the uv processes
 started (counted from `-vv` output, where every uv run is logged).
@@ -55,6 +59,9 @@ class Runner:
     def fresh_uv_cache(self, name: str) -> None:
         self.env["UV_CACHE_DIR"] = str(self.workdir / f"uv-cache-{name}")
 
+    def layer_cache(self, name: str) -> None:
+        self.env["VENVSTACKS_CACHE_DIR"] = str(self.workdir / f"layer-cache-{name}")
+
     def build(self, spec: Path, *extra: str) -> tuple[float, int, int]:
         """(seconds, tasks run, uv processes started)."""
         argv = [
@@ -93,7 +100,7 @@ def edit(spec: Path, old: str, new: str) -> None:
     spec.write_text(text.replace(old, new, 1))
 
 
-def run_benchmark(workdir: Path) -> list[tuple[str, float, int, int]]:
+def run_benchmark(workdir: Path, remote: bool = True) -> list[tuple[str, float, int, int]]:
     wheelhouse = build_wheelhouse(workdir / "wheels")
     extra_wheels(wheelhouse)
     archives = workdir / "archives"
@@ -124,11 +131,57 @@ def run_benchmark(workdir: Path) -> list[tuple[str, float, int, int]]:
             *runner.build(spec, "--build-dir", str(workdir / "third"), "--no-layer-cache"),
         )
     )
+    if remote:
+        rows += run_remote_rows(workdir, runner, version)
     return rows
 
 
+def run_remote_rows(
+    workdir: Path, runner: Runner, version: str
+) -> list[tuple[str, float, int, int]]:
+    """The remote cache rows: push from one "machine", restore on a fresh one."""
+    from fixtures_registry import Registry, ensure_registry_tools
+
+    missing = ensure_registry_tools()
+    if missing:
+        sys.exit(f"{missing} is not installed (or pass --no-remote)")
+    registry = Registry(workdir / "registry")
+    registry.start()
+    try:
+        remote = ["--remote-cache", registry.url("bench/cache"), "--plain-http"]
+        rows: list[tuple[str, float, int, int]] = []
+        runner.fresh_uv_cache("remote-a")
+        runner.layer_cache("remote-a")
+        spec = write_stack(workdir / "remote-a", version)
+        rows.append(("first build, --remote-cache (stores, pushes)", *runner.build(spec, *remote)))
+        rows.append(
+            ("same build again, --remote-cache (sends nothing)", *runner.build(spec, *remote))
+        )
+        runner.fresh_uv_cache("remote-b")
+        runner.layer_cache("remote-b")
+        fresh = write_stack(workdir / "remote-b", version)
+        rows.append(("fresh machine, --remote-cache (restores all)", *runner.build(fresh, *remote)))
+        runner.fresh_uv_cache("remote-c")
+        runner.layer_cache("remote-c")
+        third = write_stack(workdir / "remote-c", version)
+        rows.append(
+            (
+                "fresh machine, --remote-cache-read-only",
+                *runner.build(third, *remote, "--remote-cache-read-only"),
+            )
+        )
+        return rows
+    finally:
+        registry.stop()
+
+
 def print_table(rows: Sequence[tuple[str, float, int, int]], first: float) -> None:
-    print(f"layer cache benchmark: {1 + 5 + APPS}-layer stack, {os.cpu_count()} CPUs")
+    load = (
+        " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        if Path("/proc/loadavg").exists()
+        else "?"
+    )
+    print(f"layer cache benchmark: {1 + 5 + APPS}-layer stack, {os.cpu_count()} CPUs, load {load}")
     print(f"| {'build':<44} | {'wall':>9} | {'vs first':>8} | {'tasks':>5} | {'uv runs':>7} |")
     print(f"|{'-' * 46}|{'-' * 11}|{'-' * 10}|{'-' * 7}|{'-' * 9}|")
     for label, seconds, tasks, uv in rows:
@@ -140,11 +193,12 @@ def print_table(rows: Sequence[tuple[str, float, int, int]], first: float) -> No
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, help="keep everything here (default: a temp dir)")
+    parser.add_argument("--no-remote", action="store_true", help="skip the --remote-cache rows")
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="venvstacks-cache-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        rows = run_benchmark(workdir)
+        rows = run_benchmark(workdir, remote=not args.no_remote)
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)

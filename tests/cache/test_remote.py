@@ -192,3 +192,69 @@ def test_missing_credentials_are_one_warning(
     for name, value in auth_registry.credentials_env().items():
         monkeypatch.setenv(name, value)
     assert remote(auth_registry, tmp_path).push(cache, "env", DIGEST, "frame") == "uploaded"
+
+
+def _fetch_in_child(host: str, cache_root: str, record: str, digest: str) -> None:
+    child = RemoteCache(
+        parse_reference(f"oci://{host}/team/cache"),
+        TransportOptions(plain_http=True, retries=0),
+        record=MountRecord(Path(record)),
+    )
+    entry = child.fetch(LayerCache(Path(cache_root)), "env", digest, "frame")
+    child.close()
+    raise SystemExit(0 if entry is not None else 3)
+
+
+def _big_entry(tmp_path: Path, registry: Registry) -> None:
+    cache = LayerCache(tmp_path / "cache-a")
+    source = make_tree(tmp_path / "src-big", size=40_000_000)
+    assert cache.insert("env", DIGEST, source, layer="frame", inputs={}) is not None
+    assert remote(registry, tmp_path).push(cache, "env", DIGEST, "frame") == "uploaded"
+
+
+def test_a_fetch_killed_midway_leaves_no_entry(registry: Registry, tmp_path: Path) -> None:
+    import multiprocessing
+    import signal
+    import time
+
+    _big_entry(tmp_path, registry)
+    target = LayerCache(tmp_path / "cache-b")
+    args = (registry.host, str(target.root), str(tmp_path / "b.json"), DIGEST)
+    process = multiprocessing.get_context("spawn").Process(target=_fetch_in_child, args=args)
+    process.start()
+    deadline = time.monotonic() + 60
+    partial: list[Path] = []
+    while time.monotonic() < deadline and not partial:  # wait until the download has begun
+        partial = [p for p in (target.base / "tmp").glob("env-*/*") if p.stat().st_size > 0]
+        time.sleep(0.005)
+    assert process.pid is not None
+    os.kill(process.pid, signal.SIGKILL)
+    process.join()
+    assert partial, "the download was never seen"
+    assert target.entries() == [] and target.lookup("env", DIGEST) is None
+    # The next fetch completes, and a prune sweeps what the killed one left.
+    assert remote(registry, tmp_path / "b").fetch(target, "env", DIGEST, "frame") is not None
+    target.prune(older_than_days=365)
+    assert [p.name for p in (target.base / "tmp").iterdir()] == []
+
+
+def test_two_processes_fetching_at_once_store_one_entry(registry: Registry, tmp_path: Path) -> None:
+    import multiprocessing
+
+    _big_entry(tmp_path, registry)
+    target = LayerCache(tmp_path / "cache-b")
+    context = multiprocessing.get_context("spawn")
+    children = [
+        context.Process(
+            target=_fetch_in_child,
+            args=(registry.host, str(target.root), str(tmp_path / f"{n}.json"), DIGEST),
+        )
+        for n in range(2)
+    ]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join()
+    assert [child.exitcode for child in children] == [0, 0]
+    entries = target.entries()
+    assert len(entries) == 1 and verify_tree(entries[0].tree, entries[0].entries) is None

@@ -5,7 +5,14 @@ function here and renders the result. See docs/api.md.
 """
 
 from venvstacks.api.deploying import deploy_published, run_app, verify_deployment
-from venvstacks.api.options import BuildOptions, ExportOptions, LockOptions, PublishOptions, Sources
+from venvstacks.api.options import (
+    BuildOptions,
+    ExportOptions,
+    LockOptions,
+    PublishOptions,
+    RemoteCache,
+    Sources,
+)
 from venvstacks.api.results import (
     BuildResult,
     DeployResult,
@@ -35,6 +42,7 @@ __all__ = [
     "PublishOptions",
     "PublishResult",
     "PublishedLayer",
+    "RemoteCache",
     "Sources",
     "Stack",
     "StatusResult",

@@ -72,6 +72,7 @@ ARTIFACT_TYPE = "application/vnd.venvstacks.cache.v1+json"
 ENTRY_MEDIA_TYPE = "application/vnd.venvstacks.cache.entry.v1+json"
 TAG_PREFIX = "_vscache-v1-"
 REMOTE_RETRIES = 2  # a cache must not stall a build: fewer retries than publish (unless set)
+REMOTE_TIMEOUT = 20.0  # seconds without progress on a socket (publish: 60)
 _FAILURES: tuple[type[BaseException], ...] = (
     StackError,
     ValueError,
@@ -135,6 +136,8 @@ class RemoteCache:
     ) -> None:
         if options.retries is None and not os.environ.get(RETRIES_ENV):
             options = replace(options, retries=REMOTE_RETRIES)
+        if options.timeout == TransportOptions.timeout:
+            options = replace(options, timeout=REMOTE_TIMEOUT)
         self.reference = reference
         self.repository = reference.repository
         self.options = options
