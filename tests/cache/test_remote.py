@@ -258,3 +258,27 @@ def test_two_processes_fetching_at_once_store_one_entry(registry: Registry, tmp_
     assert [child.exitcode for child in children] == [0, 0]
     entries = target.entries()
     assert len(entries) == 1 and verify_tree(entries[0].tree, entries[0].entries) is None
+
+
+def test_a_second_push_of_a_build_is_one_tag_listing(registry: Registry, tmp_path: Path) -> None:
+    cache = stored(tmp_path)
+    client = remote(registry, tmp_path)
+    assert client.existing_tags() == set()  # no repository yet
+    client.push_all(cache, [("env", DIGEST, "frame"), ("lock", DIGEST, "frame")])
+    assert client.stats.pushed == {"uploaded": ["env frame"]}  # no lock entry stored locally
+    assert client.existing_tags() == {cache_tag("env", DIGEST)}
+    again = remote(registry, tmp_path)
+    mark = registry.mark()
+    again.push_all(cache, [("env", DIGEST, "frame")])
+    sent = registry.requests_since(mark)
+    assert [(r.method, r.path.split("?")[0]) for r in sent] == [("GET", "/v2/team/cache/tags/list")]
+    assert again.stats.pushed == {"present": ["env frame"]}
+
+
+def test_next_link_follows_tag_list_pages() -> None:
+    from venvstacks.cache.remote import _next_link
+
+    link = '</v2/team/cache/tags/list?last=b&n=2>; rel="next"'
+    assert _next_link(link) == "/v2/team/cache/tags/list?last=b&n=2"
+    assert _next_link(None) is None
+    assert _next_link('</x>; rel="prev"') is None

@@ -53,7 +53,7 @@ from venvstacks.oci.errors import (
 )
 from venvstacks.oci.mounts import MountRecord
 from venvstacks.oci.reference import Reference, parse_reference
-from venvstacks.oci.transport import RETRIES_ENV, TransportOptions
+from venvstacks.oci.transport import RETRIES_ENV, Response, TransportOptions
 from venvstacks.plan.layers import LayerPlan, StackPlan
 from venvstacks.plan.layout import BuildLayout
 
@@ -287,12 +287,56 @@ class RemoteCache:
         )
         return str(pushed)
 
+    def existing_tags(self) -> set[str] | None:
+        """The repository's cache tags, in one `GET .../tags/list` (following its pages);
+        None when the registry cannot list them (each entry's tag is then looked up)."""
+        transport = self._client().transport
+        scope = [f"repository:{self.repository}:pull"]
+        found: set[str] = set()
+        url: str | None = f"/v2/{self.repository}/tags/list?n=1000"
+        pages = 0
+        try:
+            while url is not None and pages < 1000:
+                pages += 1
+                page = url
+
+                def get(page: str = page) -> Response:
+                    return transport.request("GET", page, scopes=scope)
+
+                response = transport.retrying("GET tags", get)
+                if response.status == 404:
+                    return found  # no repository yet: no tags
+                if response.status != 200:
+                    return None
+                tags = json.loads(response.body).get("tags") or []
+                found.update(t for t in tags if isinstance(t, str) and t.startswith(TAG_PREFIX))
+                url = _next_link(response.header("Link"))
+        except (RegistryError, ValueError, AttributeError, TypeError):
+            return None
+        return found
+
     def push_all(self, cache: LayerCache, wanted: Iterable[tuple[str, str, str]]) -> None:
-        """Push every (kind, digest, layer) the registry lacks, then log what was done."""
-        for kind, digest, layer in wanted:
-            if self.read_only or self.off:
-                break
+        """Push every (kind, digest, layer) the registry lacks (known by one tag listing)."""
+        wanted = list(wanted)
+        if not wanted or self.read_only or self.off:
+            return
+        present = self.existing_tags() or set()
+        for kind, digest, layer in wanted:  # `push` does nothing once the remote cache is off
+            if cache_tag(kind, digest) in present:
+                if cache.lookup(kind, digest) is not None:
+                    with self._guard:
+                        self.stats.pushed.setdefault("present", []).append(f"{kind} {layer}")
+                continue
             self.push(cache, kind, digest, layer)
+
+
+def _next_link(header: str | None) -> str | None:
+    """The `rel="next"` target of a `Link` header (tag list pagination), if any."""
+    for part in (header or "").split(","):
+        target, _, params = part.partition(";")
+        if 'rel="next"' in params.replace(" ", "") and target.strip().startswith("<"):
+            return target.strip()[1:-1]
+    return None
 
 
 def remote_of(cache: object) -> RemoteCache | None:
