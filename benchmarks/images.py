@@ -183,10 +183,12 @@ def main() -> None:
     )
     parser.add_argument("--base", required=True, help="oci-layout:DIR[:TAG]")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: temp)")
-    args, extra = parser.parse_known_args()
-    extra = [a for a in extra if a != "--"]
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:cut])
+    extra = argv[cut + 1 :]
     spec: Path = args.spec.absolute()
-    work = args.work or Path(tempfile.mkdtemp(prefix="vs-image-bench-"))
+    work = (args.work or Path(tempfile.mkdtemp(prefix="vs-image-bench-"))).absolute()
     build_dir = work / "build"
     artifacts = work / "artifacts"
     common = ["--build-dir", str(build_dir), *extra]

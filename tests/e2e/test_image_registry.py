@@ -3,8 +3,10 @@ what each push moved counted by the registry's access log (HEAD first, mount, up
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +32,18 @@ def _image(
     )
 
 
+_ACCEPT = (
+    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, "
+    "application/vnd.docker.distribution.manifest.v2+json"
+)
+
+
 def _manifest(registry: Registry, repo: str, tag: str) -> dict[str, Any]:
-    data = json.loads(registry.get(f"/v2/{repo}/manifests/{tag}"))
+    """The manifest (or index) at `tag`, in whichever of the OCI and Docker formats it is."""
+    request = urllib.request.Request(f"http://{registry.host}/v2/{repo}/manifests/{tag}")
+    request.add_header("Accept", _ACCEPT)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        data = json.loads(response.read())
     assert isinstance(data, dict)
     return data
 
@@ -54,6 +66,14 @@ def _mounted_digests(lines: list[AccessLogLine]) -> set[str]:
         for line in lines
         if line.status == 201
     }
+
+
+def _push_base(base_layout: Path, registry: Registry, dest: str, *options: str) -> None:
+    subprocess.run(
+        ["skopeo", "copy", *options, "--dest-tls-verify=false", f"oci:{base_layout}:bookworm",
+         f"docker://{registry.host}/{dest}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
 
 
 def _uploaded_bytes(output: str) -> int:
@@ -107,20 +127,13 @@ def test_the_second_app_image_uploads_only_its_own_layer(
 def test_a_new_repository_mounts_what_the_registry_already_holds(
     image_stack: StackProject, base_layout: Path, registry: Registry, tmp_path: Path
 ) -> None:
-    """A registry base: its layers are mounted from the base's repository. A second app pushed to
-    another repository mounts the runtime and framework layers from the first app's repository
-    (recorded by the first push) and uploads only its app layer and config."""
-    subprocess.run(
-        [
-            "skopeo",
-            "copy",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-            f"oci:{base_layout}:bookworm",
-            f"docker://{registry.host}/library/debian:bookworm",
-        ],
-        check=True,
-        capture_output=True,
+    """A registry base in Docker's manifest format (as `docker push` stores it): its layers are
+    mounted from the base's repository. A second app pushed to another repository mounts the
+    runtime and framework layers from the first app's repository (recorded by the first push)
+    and uploads only its app layer and config."""
+    _push_base(base_layout, registry, "library/debian:bookworm", "--format", "v2s2")
+    assert _manifest(registry, "library/debian", "bookworm")["mediaType"] == (
+        "application/vnd.docker.distribution.manifest.v2+json"
     )
     base = registry.url("library/debian", "bookworm")
     mark = registry.mark()
@@ -163,8 +176,10 @@ def test_multi_platform_index_in_a_registry(
     image_stack: StackProject, base_layout: Path, registry: Registry, tmp_path: Path
 ) -> None:
     """Each platform's image goes to TAG-OS-ARCH (one CI job per platform); listing the
-    platforms writes the index under TAG; a platform not built yet is named."""
-    base = f"oci-layout:{base_layout}:bookworm"
+    platforms writes the index under TAG; a platform not built yet is named. The base is an OCI
+    image in the registry."""
+    _push_base(base_layout, registry, "library/debian:bookworm", "--preserve-digests")
+    base = registry.url("library/debian", "bookworm")
     dest = registry.url("multi", "b")
     _image(image_stack, registry, "b", "--platform", "linux/amd64", "--base", base, "--to", dest)
     amd64 = registry.get("/v2/multi/manifests/b-linux-amd64")
@@ -202,9 +217,6 @@ def test_multi_platform_index_in_a_registry(
 def _push_as_arm64(registry: Registry, repo: str, tag: str, new_tag: str) -> None:
     """Stand in for the arm64 CI job: the amd64 image with a config claiming arm64, pushed with
     plain HTTP requests (the layers are already in the repository)."""
-    import hashlib
-    import urllib.request
-
     manifest = json.loads(registry.get(f"/v2/{repo}/manifests/{tag}"))
     config = json.loads(registry.get(f"/v2/{repo}/blobs/{manifest['config']['digest']}"))
     config["architecture"] = "arm64"

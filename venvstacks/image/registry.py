@@ -18,6 +18,8 @@ from typing import IO, Any
 
 from venvstacks.image.layout import ImageError, OciLayout
 from venvstacks.image.media import INDEX_TYPES, MANIFEST_TYPES, Descriptor
+
+_ACCEPT = sorted(MANIFEST_TYPES | INDEX_TYPES)  # Docker's too: bases pushed by docker use them
 from venvstacks.image.refs import ImageRef
 from venvstacks.oci import client as oci
 from venvstacks.oci.auth import find_credentials
@@ -53,13 +55,17 @@ class RegistrySource:
         self.cache = cache
 
     def manifest(self, platform_picker: Any = None) -> tuple[dict[str, Any], Descriptor]:
-        document, found = self.client.get_manifest(self.ref.repository, self.ref.tag or "latest")
+        document, found = self.client.get_manifest(
+            self.ref.repository, self.ref.tag or "latest", accept=_ACCEPT
+        )
         media_type = str(document.get("mediaType") or found.media_type)
         return document, Descriptor(media_type, found.digest, found.size)
 
     def read_json(self, descriptor: Descriptor) -> dict[str, Any]:
         if descriptor.media_type in MANIFEST_TYPES | INDEX_TYPES:
-            document, _ = self.client.get_manifest(self.ref.repository, descriptor.digest)
+            document, _ = self.client.get_manifest(
+                self.ref.repository, descriptor.digest, accept=_ACCEPT
+            )
             return document
         data = self.client.fetch_bytes(self.ref.repository, _theirs(descriptor))
         try:
@@ -159,7 +165,7 @@ class RegistrySink:
     def find_image(self, tag: str) -> tuple[Descriptor, dict[str, Any]] | None:
         """The image manifest tagged `tag` in the repository and its config, or None."""
         try:
-            document, found = self.client.get_manifest(self.ref.repository, tag)
+            document, found = self.client.get_manifest(self.ref.repository, tag, accept=_ACCEPT)
         except RegistryNotFoundError:
             return None
         media_type = str(document.get("mediaType") or found.media_type)

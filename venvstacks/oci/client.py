@@ -320,16 +320,25 @@ class RegistryClient:
         return Descriptor(media_type, digest, len(document))
 
     def get_manifest(
-        self, repository: str, reference: str, *, layer: str | None = None
+        self,
+        repository: str,
+        reference: str,
+        *,
+        layer: str | None = None,
+        accept: Sequence[str] = (),
     ) -> tuple[dict[str, Any], Descriptor]:
-        """GET a manifest or index by tag or digest, checked against its digest when known."""
+        """GET a manifest or index by tag or digest, checked against its digest when known.
+
+        `accept`: media types accepted besides the OCI manifest and index (a registry converts,
+        or refuses, a stored manifest whose type the request does not accept).
+        """
 
         def attempt() -> tuple[bytes, str]:
             response = self.transport.request(
                 "GET",
                 f"/v2/{repository}/manifests/{reference}",
                 scopes=[f"repository:{repository}:pull"],
-                headers={"Accept": _ACCEPT},
+                headers={"Accept": ", ".join([_ACCEPT, *accept])},
             )
             if response.status != 200:
                 what = "tag" if not reference.startswith("sha256:") else "manifest"
