@@ -116,7 +116,13 @@ def test_rebuilt_from_scratch_gives_the_same_digest_zstd_runs_and_platforms_inde
     assert _digest(tmp_path / "one", "b") == _digest(tmp_path / "two", "latest")
     # zstd layers: the base's layers stay as they are; podman runs the image.
     zstd = tmp_path / "zstd"
-    _image(image_stack, "b", "--layer-format", "zstd", "--base", base, "--to", f"oci-layout:{zstd}")
+    # (With --report -, stdout is that one JSON document; the image line goes to stderr.)
+    reported = _image(
+        image_stack, "b", "--layer-format", "zstd", "--report", "-",
+        "--base", base, "--to", f"oci-layout:{zstd}",
+    )  # fmt: skip
+    assert "app-b" in json.loads(reported.stdout)["layers"]
+    assert f"oci-layout:{zstd}:latest sha256:" in reported.stderr
     raw = subprocess.run(
         ["skopeo", "inspect", "--raw", f"oci:{zstd}:latest"],
         capture_output=True,

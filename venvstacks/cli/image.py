@@ -264,6 +264,8 @@ def image(
     ):
         return
     builds_here = not wanted or host in wanted
+    # With --show --json or --report -, stdout holds only that JSON document: lines go to stderr.
+    quiet_stdout = as_json or options.get("report") == "-"
     store = LayerStore(stack.layout.state_dir / "images")
     transport = _transport(plain_http, insecure, ca_file)
     sink = _sink(dest_ref, transport)
@@ -285,14 +287,16 @@ def image(
                 _log.warning("warning: %s", warning)
             moved = _moved(getattr(sink, "count", None))
             click.echo(
-                f"{dest_ref.with_tag(tags[-1])} {built.manifest.digest} "
+                err=quiet_stdout,
+                message=f"{dest_ref.with_tag(tags[-1])} {built.manifest.digest} "
                 f"({len(built.layers)} layers, {len(request.layers)} from the stack, "
-                f"{len(built.rebuilt)} rebuilt{moved})"
+                f"{len(built.rebuilt)} rebuilt{moved})",
             )
         if len(wanted) > 1:
             index, _ = write_index(sink, str(dest_ref), image_tag, wanted)
             click.echo(
-                f"{dest_ref.with_tag(image_tag)} {index.digest} (index: {', '.join(wanted)})"
+                err=quiet_stdout,
+                message=f"{dest_ref.with_tag(image_tag)} {index.digest} (index: {', '.join(wanted)})",
             )
 
 
