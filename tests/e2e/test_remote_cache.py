@@ -24,6 +24,7 @@ FRAME_REQS = 'requirements = ["vs-frame"]'
 FRAME_PINNED = 'requirements = ["vs-frame", "vs-util==1.0"]'
 WRITES = {"PUT", "POST", "PATCH", "DELETE"}
 REPO = "team/stack"
+ORDER = ["cpython-3.11", "framework-frame", "framework-frame2", "app-a", "app-b"]
 
 
 def build(
@@ -142,6 +143,12 @@ def test_remote_cache_from_outage_to_a_fresh_machine(
     assert uv_runs(restored) == [], restored.stderr
     assert remote_warnings(restored) == [], restored.stderr
     assert writes(registry.requests_since(mark)) == []  # the registry had everything
+    summary = json.loads(report.read_text())["remote_cache"]
+    assert summary["reference"] == registry.url(REPO) and summary["failures"] == 0
+    assert len(summary["restored"]) == 10 and summary["not_found"] == 0
+    assert summary["pushed"] == {"present": [f"{k} {n}" for n in ORDER for k in ("lock", "env")]}
+    said = restored.stdout + restored.stderr
+    assert f"Remote cache {registry.url(REPO)}: 10 restored, 0 not found" in said
     layers = json.loads(report.read_text())["layers"]
     for name in ALL_ENVS:
         assert (layers[name]["lock"], layers[name]["env"]) == ("cache-hit", "cache-hit"), name

@@ -152,6 +152,8 @@ class BuildResult:
     ran: tuple[str, ...] = ()
     up_to_date: tuple[str, ...] = ()
     published: PublishResult | None = None
+    remote_cache: Mapping[str, Any] | None = None
+    """With a remote cache: what it restored, did not find, pushed, and how many failures."""
 
     @property
     def built(self) -> tuple[str, ...]:
@@ -171,6 +173,8 @@ class BuildResult:
         if self.published is not None:
             data["output_dir"] = str(self.published.output_dir)
             data["manifest"] = _path(self.published.manifest)
+        if self.remote_cache is not None:
+            data["remote_cache"] = dict(self.remote_cache)
         return data
 
 

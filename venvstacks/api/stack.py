@@ -292,7 +292,7 @@ class Stack:
         except StackError:  # what did build is still shared
             _share(tasks, lock_options, layers)
             raise
-        _share(tasks, lock_options, layers)
+        result = replace(result, remote_cache=_share(tasks, lock_options, layers))
         if publishing is None:
             return result
         published = _publishing.collect(self, publishing, archived, before, result.ran)
@@ -416,12 +416,16 @@ class Stack:
         return f"Stack({str(self.path)!r}, build_dir={str(self.build_dir)!r})"
 
 
-def _share(tasks: StackTasks, options: locking.LockOptions, layers: Sequence[LayerPlan]) -> None:
-    """With a remote cache: push what the build's layers left in the layer cache."""
-    if getattr(tasks.cache, "remote", None) is not None:
-        from venvstacks.cache.remote import share_build
+def _share(
+    tasks: StackTasks, options: locking.LockOptions, layers: Sequence[LayerPlan]
+) -> dict[str, Any] | None:
+    """With a remote cache: push what the build's layers left in the layer cache; its report."""
+    if getattr(tasks.cache, "remote", None) is None:
+        return None
+    from venvstacks.cache.remote import share_build
 
-        share_build(tasks.cache, tasks.plan, tasks.layout, options, layers)
+    stats = share_build(tasks.cache, tasks.plan, tasks.layout, options, layers)
+    return None if stats is None else stats.to_json()
 
 
 def _layer_cache(sources: Sources) -> Any:

@@ -96,6 +96,21 @@ class RemoteStats:
     pushed: dict[str, list[str]] = field(default_factory=dict)  # outcome -> ["kind layer"]
     failures: int = 0
 
+    reference: str = ""
+    read_only: bool = False
+    off: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "read_only": self.read_only,
+            "restored": list(self.hits),
+            "not_found": self.misses,
+            "pushed": {k: list(v) for k, v in sorted(self.pushed.items())},
+            "failures": self.failures,
+            "off": self.off,
+        }
+
     def summary(self) -> str:
         parts = [f"{len(self.hits)} restored", f"{self.misses} not found"]
         parts += [f"{len(v)} {k}" for k, v in sorted(self.pushed.items())]
@@ -323,7 +338,7 @@ class RemoteCache:
         present = self.existing_tags() or set()
         for kind, digest, layer in wanted:  # `push` does nothing once the remote cache is off
             if cache_tag(kind, digest) in present:
-                if cache.lookup(kind, digest) is not None:
+                if cache.has(kind, digest):
                     with self._guard:
                         self.stats.pushed.setdefault("present", []).append(f"{kind} {layer}")
                 continue
@@ -367,7 +382,9 @@ def share_build(
             except (StackError, OSError, ValueError) as exc:
                 _log.info("%s: not pushed to the remote cache (%s)", env, exc)
         remote.push_all(cache, wanted)
-        _log.info("remote cache %s: %s", remote, remote.stats.summary())
-        return remote.stats
+        stats = remote.stats
+        stats.reference, stats.read_only, stats.off = str(remote), remote.read_only, remote.off
+        _log.info("remote cache %s: %s", remote, stats.summary())
+        return stats
     finally:
         remote.close()

@@ -176,6 +176,10 @@ class LayerCache:
         self.touch(entry)
         return entry
 
+    def has(self, kind: str, digest: str) -> bool:
+        """Whether an entry for `digest` is stored (not verified: one `stat`)."""
+        return (self._folder(kind, digest) / "manifest.json").is_file()
+
     def touch(self, entry: CacheEntry) -> None:
         with contextlib.suppress(OSError):
             (entry.folder / "used").touch()

@@ -354,6 +354,8 @@ def build(
             f"Built {len(result.built)} layer(s) in {stack.build_dir} "
             f"({len(result.ran)} task(s) ran, {len(result.up_to_date)} up to date)"
         )
+    if result.remote_cache is not None:
+        _render_remote(out, result.remote_cache)
     if result.published is not None:
         from venvstacks.cli.publish import render_published
 
@@ -363,6 +365,17 @@ def build(
 
             push_output(result.published.output_dir, push, say=out.say)
     out.report(result.to_json())
+
+
+def _render_remote(out: Output, data: Any) -> None:
+    pushed = data.get("pushed", {})
+    parts = [f"{len(data.get('restored', []))} restored", f"{data.get('not_found', 0)} not found"]
+    if not data.get("read_only"):
+        parts += [f"{len(pushed.get(kind, []))} {kind}" for kind in ("uploaded", "mounted")]
+        parts.append(f"{len(pushed.get('present', []))} already there")
+    if data.get("failures"):
+        parts.append(f"{data['failures']} failed (see the warnings)")
+    out.say(f"Remote cache {data.get('reference')}: {', '.join(parts)}")
 
 
 COMMANDS = [lock, build]
