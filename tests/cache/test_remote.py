@@ -282,3 +282,36 @@ def test_next_link_follows_tag_list_pages() -> None:
     assert _next_link(link) == "/v2/team/cache/tags/list?last=b&n=2"
     assert _next_link(None) is None
     assert _next_link('</x>; rel="prev"') is None
+
+
+def test_a_full_disk_while_restoring_is_one_warning_and_nothing_kept(
+    registry: Registry, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+    import subprocess
+
+    cache = LayerCache(tmp_path / "cache-a")
+    source = make_tree(tmp_path / "src-big", size=8_000_000)
+    assert cache.insert("env", DIGEST, source, layer="frame", inputs={}) is not None
+    assert remote(registry, tmp_path).push(cache, "env", DIGEST, "frame") == "uploaded"
+    small = tmp_path / "small"
+    small.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command: cannot make a small tmpfs")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(small)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs (needs root): {mounted.stderr.strip()}")
+    try:
+        target = LayerCache(small / "cache")
+        with caplog.at_level(logging.WARNING, logger="venvstacks"):
+            assert remote(registry, tmp_path / "b").fetch(target, "env", DIGEST, "frame") is None
+        lines = [r.getMessage() for r in caplog.records if "remote cache" in r.getMessage()]
+        assert len(lines) == 1 and "layer frame" in lines[0], lines
+        assert "no space left" in lines[0].lower() and "building it locally" in lines[0]
+        assert target.entries() == []
+        assert [p.name for p in (target.base / "tmp").iterdir()] == []
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
