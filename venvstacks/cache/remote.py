@@ -379,7 +379,7 @@ def share_build(
             try:
                 wanted.append(("lock", lock_digest(plan, layer, layout, options).digest, env))
                 wanted.append(("env", env_digest(plan, env, layout).digest, env))
-            except (StackError, OSError, ValueError) as exc:
+            except (StackError, OSError, ValueError, KeyError, TypeError) as exc:
                 _log.info("%s: not pushed to the remote cache (%s)", env, exc)
         remote.push_all(cache, wanted)
         stats = remote.stats
