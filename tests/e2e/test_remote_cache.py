@@ -169,9 +169,15 @@ def test_remote_cache_with_tls_and_basic_auth(
     runtime_versions: Mapping[str, str],
 ) -> None:
     creds = tls_registry.credentials_env()
-    pushed = build(basic_stack, tmp_path / "cache-a", tls_registry, env=creds)
+    # The repository of `publish --to` serves as the remote cache too: the tags never collide.
+    pushed = build(
+        basic_stack, tmp_path / "cache-a", tls_registry, "--publish", "--format", "tar.zst",
+        "--output-dir", str(tmp_path / "out"), "--to", tls_registry.url(REPO), env=creds,
+    )  # fmt: skip
     assert remote_warnings(pushed) == [], pushed.stderr
     assert cache_tags(tls_registry) == {"lock": 5, "env": 5}
+    tags = set(json.loads(tls_registry.get(f"/v2/{REPO}/tags/list"))["tags"])
+    assert {"latest", "cpython-3.11", "framework-frame", "app-a", "app-b-1"} <= tags
 
     fresh = second_machine(basic_stack, runtime_versions)
     cache_b = tmp_path / "cache-b"
