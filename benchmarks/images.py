@@ -117,7 +117,7 @@ def _plain_images(
     return results
 
 
-_PUSHED = re.compile(r"(\d+) bytes uploaded \((.*)\)")
+_PUSHED = re.compile(r"(\d+) bytes uploaded \(([^)]*)\)")
 _SENT = re.compile(r'"GET (?P<path>/v2/\S+/blobs/\S+) HTTP/[\d.]+" 200 (?P<bytes>\d+) ')
 
 
