@@ -315,3 +315,35 @@ def test_a_full_disk_while_restoring_is_one_warning_and_nothing_kept(
         assert [p.name for p in (target.base / "tmp").iterdir()] == []
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_a_registry_killed_during_a_push_then_the_next_push_completes(
+    registry: Registry, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import threading
+    import time
+
+    cache = LayerCache(tmp_path / "cache-a")
+    source = make_tree(tmp_path / "src-big", size=20_000_000)
+    assert cache.insert("env", DIGEST, source, layer="frame", inputs={}) is not None
+    pusher = remote(registry, tmp_path)
+    outcome: list[str | None] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(pusher.push(cache, "env", DIGEST, "frame"))
+    )
+    with caplog.at_level(logging.WARNING, logger="venvstacks"):
+        worker.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not list((cache.base / "tmp").glob("push-*/*")):
+            time.sleep(0.002)  # the entry is being packed: the upload comes next
+        registry.kill()
+        worker.join()
+    assert outcome == [None]
+    lines = [r.getMessage() for r in caplog.records if "remote cache" in r.getMessage()]
+    assert len(lines) == 1 and "not pushed" in lines[0], lines
+    assert not list((cache.base / "tmp").glob("push-*"))  # the packed blob is gone
+
+    registry.start()
+    assert remote(registry, tmp_path).push(cache, "env", DIGEST, "frame") in ("uploaded", "present")
+    fetched = remote(registry, tmp_path / "b").fetch(LayerCache(tmp_path / "b"), "env", DIGEST, "x")
+    assert fetched is not None and verify_tree(fetched.tree, fetched.entries) is None

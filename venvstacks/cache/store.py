@@ -291,6 +291,9 @@ class LayerCache:
                 raise CacheError(
                     f"the {kind} entry for {digest} does not match its manifest: {problem}"
                 )
+            # Sizes count what is on disk here, whatever the manifest said (pruning uses them).
+            manifest["size"] = sum(e.size for e in entries)
+            manifest["files"] = sum(1 for e in entries if e.kind == "f")
             self._commit(tmp, final, manifest)
         entry = self._load(kind, final)
         if entry is None:
