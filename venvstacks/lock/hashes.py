@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from collections.abc import Iterable, Sequence
 
@@ -103,6 +104,7 @@ def requirement_hash_lines(lock_text: str) -> list[str]:
     return sorted(items)
 
 
+@functools.lru_cache(maxsize=1024)  # pure: a no-op build asks for each lock several times
 def requirements_hash(lock_text: str) -> str:
     """The content hash of a pylock text (``requirements_hash`` in the metadata), as 0.8.0 has it.
 

@@ -8,6 +8,7 @@ judged on 0.8.0's own hashes.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +136,7 @@ def read_text(path: Path) -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=1024)  # pure, and asked for each lock several times per build
 def _parse_stored_metadata(text: str | None) -> tuple[LockMetadata | None, str | None]:
     if text is None:
         return None, None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,11 @@ class LockPaths:
         return (self.requirements_in, self.pylock, self.metadata, self.summary)
 
 
+@functools.lru_cache(maxsize=4096)  # pure; asked for each layer many times per build
+def _lock_paths(requirements_dir: Path, env: EnvName) -> LockPaths:
+    return LockPaths.for_env(requirements_dir, env)
+
+
 @dataclass(frozen=True)
 class BuildLayout:
     """Paths of one stack: its spec folder, lock folder, build folder and output folders."""
@@ -67,7 +73,7 @@ class BuildLayout:
         return self.spec_dir / "requirements"
 
     def lock(self, env: EnvName) -> LockPaths:
-        return LockPaths.for_env(self.requirements_dir, env)
+        return _lock_paths(self.requirements_dir, env)
 
     def env_dir(self, env: EnvName) -> Path:
         return self.build_dir / env

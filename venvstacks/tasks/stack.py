@@ -25,9 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from doit.exceptions import TaskFailed
-from doit.tools import config_changed
-
 from venvstacks.envs import build as envbuild
 from venvstacks.envs.manifest import check_folder
 from venvstacks.envs.sourcetree import default_source_filter, walk_source_tree
@@ -40,7 +37,8 @@ from venvstacks.plan.names import EnvName, LayerKind
 from venvstacks.plan.platforms import build_platform
 from venvstacks.publish import archives
 from venvstacks.publish import layers as publish
-from venvstacks.tasks.engine import TaskDict
+from venvstacks.tasks.model import TaskDict
+from venvstacks.tasks.uptodate import ConfigChanged
 
 __all__ = ["OPERATIONS", "StackTasks", "task_name"]
 
@@ -55,11 +53,14 @@ def task_name(operation: str, env: str) -> str:
 
 def run_operation(
     op: Callable[..., dict[str, Any] | Any], stamp: str | None, *args: Any
-) -> dict[str, Any] | TaskFailed:
-    """Run one operation as a doit action: user errors fail the task, the stamp is written last."""
+) -> dict[str, Any] | Any:
+    """Run one operation as a doit action: user errors fail the task (a doit `TaskFailed`), the
+    stamp is written last."""
     try:
         result = op(*args)
     except StackError as exc:
+        from doit.exceptions import TaskFailed
+
         return TaskFailed(str(exc))
     values = result if isinstance(result, dict) else {"result": repr(result)}
     if stamp is not None:
@@ -199,7 +200,7 @@ class StackTasks:
                 )
             ],
             "targets": [str(record)],
-            "uptodate": [config_changed(digest), unpacked],
+            "uptodate": [ConfigChanged(digest), unpacked],
         }
 
     def lock_task(self, layer: LayerPlan) -> TaskDict:
@@ -273,7 +274,7 @@ class StackTasks:
             "task_dep": task_dep,
             "uptodate": [
                 # uv picks wheels for the build platform's glibc target at install time.
-                config_changed(layer.spec.linux_target or "default"),
+                ConfigChanged(layer.spec.linux_target or "default"),
                 # The environment as the install (or the link after it) left it, file by file:
                 # a deleted, edited or added file reinstalls it (and so relinks it).
                 FolderIntact(
@@ -304,7 +305,7 @@ class StackTasks:
             "targets": [str(stamp)],
             "task_dep": [task_name("install", env)] + [task_name("link", d) for d in deps],
             "uptodate": [
-                config_changed(digest),
+                ConfigChanged(digest),
                 (_deployed_names_unchanged, [self.plan, env, self.layout]),
                 (_path_exists, [self.layout.env_dir(env)]),
             ],
@@ -347,7 +348,7 @@ def publish_task(stack: StackTasks, layer: LayerPlan, options: publish.PublishOp
     )
     record = archives.record_path(layout, operation, env)
     uptodate: list[Any] = [
-        config_changed(digest),
+        ConfigChanged(digest),
         (_deployed_names_unchanged, [stack.plan, env, layout]),
         # The archive (or export folder) is not a task target: a deleted, damaged or half-
         # switched archive must make the task run, or the manifest would go on naming it.
