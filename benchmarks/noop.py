@@ -45,8 +45,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from fixtures_runtime import find_host_python, packed_runtime_archive  # noqa: E402
-from fixtures_wheels import build_wheelhouse, make_wheel  # noqa: E402
+from fixtures_runtime import find_host_python, packed_runtime_archive
+from fixtures_wheels import build_wheelhouse, make_wheel
 
 VENVSTACKS = [sys.executable, "-m", "venvstacks"]
 ORIGINAL_RESULTS = REPO / "benchmarks" / "_work" / "compare" / "last-results.json"
@@ -94,9 +94,7 @@ def large_spec(version: str) -> str:
     ]
     for n in range(FRAMEWORKS):
         base = 'runtime = "cpython-3.11"' if n < 3 else f'frameworks = ["fw{n % 3}"]'
-        parts.append(
-            f'\n[[frameworks]]\nname = "fw{n}"\n{base}\nrequirements = ["bench-fw-{n}"]\n'
-        )
+        parts.append(f'\n[[frameworks]]\nname = "fw{n}"\n{base}\nrequirements = ["bench-fw-{n}"]\n')
     for n in range(APPS):
         parts.append(
             f'\n[[applications]]\nname = "app{n}"\nframeworks = ["fw{n % FRAMEWORKS}"]\n'
@@ -288,9 +286,7 @@ def run(workdir: Path, repeat: int, profile: bool, original: Path) -> int:
     print("| measurement | ours (s) | x floor | target | original (s) | original/ours |")
     print("|---|---:|---:|---|---:|---:|")
     for label, seconds, target, orig, rat in rows:
-        print(
-            f"| {label} | {seconds:.3f} | {seconds / floor:.1f} | {target} | {orig} | {rat} |"
-        )
+        print(f"| {label} | {seconds:.3f} | {seconds / floor:.1f} | {target} | {orig} | {rat} |")
     if not theirs:
         print(
             f"\n(no original results in {original}: run benchmarks/compare_venvstacks.py "

@@ -90,9 +90,11 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
         if quiet
         else {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     )
+    from venvstacks.cli.progress import TaskLineHandler
+
     logger = logging.getLogger("venvstacks")
     logger.handlers.clear()
-    handler = logging.StreamHandler(sys.stderr)
+    handler = TaskLineHandler(sys.stderr, prefix_tasks=level < logging.WARNING)
     handler.setFormatter(logging.Formatter(_LOG_FORMAT))
     logger.addHandler(handler)
     logger.setLevel(level)
@@ -194,9 +196,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "venvstacks.proc" in sys.modules:  # an earlier command in this process was interrupted
         sys.modules["venvstacks.proc"].allow_subprocesses()
     previous = _catch_interrupts()
+    early = _early_display(args)
     try:
+        if early is not None:
+            from venvstacks.cli.progress import open_early
+
+            open_early(early)
         code = _run(args)
     finally:
+        _close_live_display()
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
     if code == INTERRUPTED and argv is None:
@@ -207,6 +215,32 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 INTERRUPTED = 130
+
+# Commands that run tasks and show the live display on a terminal; options that turn it off.
+_LIVE_COMMANDS = frozenset({"build", "lock", "publish", "deploy"})
+_NO_LIVE_OPTIONS = frozenset(
+    {"--quiet", "--verbose", "--json", "--help", "--version", "--show", "--show-only"}
+)
+
+
+def _early_display(args: Sequence[str]) -> str | None:
+    """The command whose live display should open at once (something on screen within a
+    fraction of a second, before the stack is read), or None."""
+    try:
+        if not sys.stderr.isatty():
+            return None
+    except (AttributeError, ValueError):
+        return None
+    command = next((a for a in args if not a.startswith("-")), None)
+    if command not in _LIVE_COMMANDS:
+        return None
+    for arg in args:
+        if arg == "--":
+            break
+        short = arg.startswith("-") and not arg.startswith("--")
+        if arg.split("=", 1)[0] in _NO_LIVE_OPTIONS or (short and set(arg[1:]) & set("vqhV")):
+            return None
+    return command
 
 
 def _subprocesses() -> Any:
@@ -241,24 +275,41 @@ def _interrupted() -> int:
 def _run(args: list[str]) -> int:
     try:
         result = cli.main(args=args, prog_name="venvstacks", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except BaseException as exc:
+        # click writes its messages past any live display: close it first.
+        _close_live_display()
+        code = _exit_code(exc)
+        if code is None:
+            raise
+        return code
+    return result if isinstance(result, int) else 0
+
+
+def _close_live_display() -> None:
+    if "venvstacks.cli.progress" in sys.modules:
+        sys.modules["venvstacks.cli.progress"].close_early()
+
+
+def _exit_code(exc: BaseException) -> int | None:
+    """The exit code for an exception, its message shown; None when it is not ours to handle."""
+    if isinstance(exc, click.exceptions.Exit):
         return exc.exit_code
-    except click.UsageError as exc:
+    if isinstance(exc, click.UsageError):
         exc.show()
         return 2
-    except click.ClickException as exc:
+    if isinstance(exc, click.ClickException):
         exc.show()
         return exc.exit_code
-    except click.Abort as exc:
+    if isinstance(exc, click.Abort):
         if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
             return _interrupted()
         click.echo("aborted", err=True)
         return 1
-    except KeyboardInterrupt:
+    if isinstance(exc, KeyboardInterrupt):
         return _interrupted()
-    except StackError as exc:
+    if isinstance(exc, StackError):
         if _VERBOSITY[0] >= 2:
             traceback.print_exc()
         click.echo(f"error: {exc}", err=True)
         return 1
-    return result if isinstance(result, int) else 0
+    return None

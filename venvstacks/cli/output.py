@@ -14,7 +14,7 @@ import click
 
 from venvstacks.api.options import BuildOptions, ExportOptions, LockOptions, PublishOptions
 from venvstacks.api.stack import Stack
-from venvstacks.cli.progress import ProgressSubscriber
+from venvstacks.cli.progress import ProgressSubscriber, close_early
 from venvstacks.errors import StackError
 
 __all__ = ["Output", "report_option", "shown_and_done", "subscriber"]
@@ -48,10 +48,12 @@ class Output:
 
     def say(self, text: str = "", nl: bool = True) -> None:
         """A human line: on stdout, unless stdout is kept for one JSON document."""
+        close_early()  # a display still waiting for tasks would be broken by the line
         click.echo(text, nl=nl, err=self.stdout_is_json)
 
     def document(self, data: Any) -> None:
         """The command's one JSON document, on stdout."""
+        close_early()
         click.echo(dump(data), nl=False)
 
     def report(self, data: Any) -> None:
