@@ -247,12 +247,6 @@ class Stack:
             options.include, options.allow_missing, with_derived=options.with_derived
         )
         lock_options = self._lock_options(options.sources, options.reset, options.allow_missing)
-        stale = self._stale_locks(layers)
-        if stale and not (options.lock_if_needed or lock_options.reset):
-            raise StackError(
-                f"layers without a valid lock: {', '.join(stale)} "
-                "(run `venvstacks lock`, or pass --lock-if-needed)"
-            )
         publishing = None
         to_publish: tuple[LayerPlan, ...] = ()
         if options.publish is not None:
@@ -274,6 +268,12 @@ class Stack:
             publishing=publishing,
             cache=_layer_cache(options.sources),
         )
+        stale = self._stale_locks(layers, tasks)
+        if stale and not (options.lock_if_needed or lock_options.reset):
+            raise StackError(
+                f"layers without a valid lock: {', '.join(stale)} "
+                "(run `venvstacks lock`, or pass --lock-if-needed)"
+            )
         if options.clean:  # only what was asked for: lower layers pulled in by include are kept
             self._clean_envs(
                 self._layers(options.include, True, False, with_derived=options.with_derived)
@@ -389,16 +389,13 @@ class Stack:
             raise StackError(problems[0])
         return value
 
-    def _stale_locks(self, layers: Sequence[LayerPlan]) -> list[str]:
+    def _stale_locks(self, layers: Sequence[LayerPlan], tasks: StackTasks) -> list[str]:
         needed: dict[str, None] = {}
         for layer in layers:
             for env in (*layer.dependencies, layer.env_name):
                 needed[env] = None
-        return [
-            env
-            for env in needed
-            if not locking.stored_lock_state(self.plan, self.plan[env], self.layout).valid
-        ]
+        # Asked through the tasks: their lock checks then reuse the answers on a no-op.
+        return [env for env in needed if not tasks.lock_valid(env)]
 
     def _forget_runtimes(self, runtimes: set[str]) -> None:
         """Remove provisioned runtime interpreters so that their runtime tasks unpack them again."""

@@ -32,16 +32,49 @@ _VERBOSITY = [0]  # set by the group callback, read when reporting an error
 class _Group(click.Group):
     """Lists commands in the order they were added (the order a user needs them).
 
-    The command modules are imported on first use, so `--version` and a bare start stay cheap.
+    The command modules are imported on first use, and only the one a command lives in, so
+    that `--version` stays cheap and `build` does not load what `deploy` or `image` need.
     """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         _register_commands()
-        return list(self.commands)
+        return [c.name for m in _COMMAND_MODULE_ORDER for c in _LOADED[m] if c.name]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        _register_commands()
-        return super().get_command(ctx, cmd_name)
+        module = _COMMAND_MODULES.get(cmd_name)
+        if module is not None:
+            _register_module(module)
+        found = super().get_command(ctx, cmd_name)
+        if found is None:  # a command this table does not know yet: load them all
+            _register_commands()
+            found = super().get_command(ctx, cmd_name)
+        return found
+
+
+# Where each command lives (cli/<module>.py), and the order `--help` lists the modules in.
+_COMMAND_MODULE_ORDER = (
+    "init", "show", "build", "status", "publish", "deploy", "image", "runtime", "cache",
+    "completion",
+)  # fmt: skip
+_COMMAND_MODULES = {
+    "init": "init",
+    "show": "show",
+    "graph": "show",
+    "lock": "build",
+    "build": "build",
+    "status": "status",
+    "dodo": "status",
+    "publish": "publish",
+    "local-export": "publish",
+    "deploy": "deploy",
+    "run": "deploy",
+    "verify": "deploy",
+    "image": "image",
+    "runtime": "runtime",
+    "cache": "cache",
+    "completion": "completion",
+}
+_LOADED: dict[str, list[click.Command]] = {}
 
 
 @click.group(
@@ -154,29 +187,23 @@ def _prepare_command(command: click.Command) -> None:
             _prepare_command(sub)
 
 
-def _register_commands() -> None:
-    if cli.commands:
+def _register_module(name: str) -> None:
+    """Import `venvstacks.cli.<name>` and add its commands (once)."""
+    if name in _LOADED:
         return
-    from venvstacks.cli import build as cli_build
-    from venvstacks.cli import cache as cli_cache
-    from venvstacks.cli import completion as cli_completion
-    from venvstacks.cli import deploy as cli_deploy
-    from venvstacks.cli import image as cli_image
-    from venvstacks.cli import init as cli_init
-    from venvstacks.cli import publish as cli_publish
-    from venvstacks.cli import runtime as cli_runtime
-    from venvstacks.cli import show as cli_show
-    from venvstacks.cli import status as cli_status
+    import importlib
 
-    for module in (cli_init, cli_show, cli_build, cli_status, cli_publish, cli_deploy, cli_image):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-    cli.add_command(cli_runtime.runtime)
-    cli.add_command(cli_cache.cache)
-    for command in cli_completion.COMMANDS:
+    module = importlib.import_module(f"venvstacks.cli.{name}")
+    commands = list(getattr(module, "COMMANDS", None) or [getattr(module, name)])
+    for command in commands:
         cli.add_command(command)
-    for command in cli.commands.values():
         _prepare_command(command)
+    _LOADED[name] = commands
+
+
+def _register_commands() -> None:
+    for name in _COMMAND_MODULE_ORDER:
+        _register_module(name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

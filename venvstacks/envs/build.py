@@ -32,9 +32,7 @@ from venvstacks.plan.platforms import (
     uv_python_platform,
 )
 from venvstacks.proc import ProcessFailed, run_checked, tail, uv_command
-from venvstacks.runtimes.install import install_runtime
 from venvstacks.runtimes.request import RuntimeSource
-from venvstacks.runtimes.resolve import find_runtime
 
 __all__ = [
     "RuntimeOptions",
@@ -94,6 +92,10 @@ def provision_runtime(
 def _provision(
     layer: LayerPlan, env: EnvName, layout: BuildLayout, options: RuntimeOptions
 ) -> RuntimeSource:
+    # Imported here: finding and unpacking a runtime (tarfile, archive scans) is rare work.
+    from venvstacks.runtimes.install import install_runtime
+    from venvstacks.runtimes.resolve import find_runtime
+
     try:
         source = find_runtime(
             layer.python_implementation,

@@ -37,9 +37,11 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from pathspec import GitIgnoreSpec
+if TYPE_CHECKING:
+    from pathspec import GitIgnoreSpec
+
 
 __all__ = [
     "GitIgnoreFilter",
@@ -89,6 +91,8 @@ def _read_ignore_spec(path: Path) -> GitIgnoreSpec | None:
         text = path.read_text(encoding="utf-8", errors="surrogateescape")
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return None
+    from pathspec import GitIgnoreSpec  # only when there are rules (a costly import)
+
     return GitIgnoreSpec.from_lines(text.splitlines())
 
 

@@ -143,6 +143,11 @@ def _requirement_lines(requirements: Iterable[str]) -> list[str]:
 
 def lock_input_hash(requirements: Iterable[str]) -> str:
     """Hash of the declared requirements (or the lines of a ``.in`` file): order-insensitive."""
+    return _lock_input_hash(tuple(requirements))
+
+
+@functools.lru_cache(maxsize=1024)  # pure; parsing requirements costs, and a build asks often
+def _lock_input_hash(requirements: tuple[str, ...]) -> str:
     return hash_strings(sorted(str(Requirement(line)) for line in _requirement_lines(requirements)))
 
 

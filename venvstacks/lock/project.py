@@ -19,7 +19,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import tomlkit
 from packaging.utils import canonicalize_name
 
 from venvstacks.paths import canonical_dir
@@ -123,6 +122,8 @@ def write_resolve_project(
         },
         "tool": {"uv": settings},
     }
+    import tomlkit  # only when a layer is locked (a costly import)
+
     write_if_changed(folder / "pyproject.toml", tomlkit.dumps(document))
     return folder
 

@@ -36,10 +36,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import tomlkit
 from packaging.utils import canonicalize_name
-from tomlkit.items import AoT, Table
 
 from venvstacks.lock.hashes import (
     lock_input_hash,
@@ -87,6 +86,9 @@ from venvstacks.plan.platforms import (
     parse_linux_target,
     parse_macosx_target,
 )
+
+if TYPE_CHECKING:
+    from tomlkit.items import Table
 
 __all__ = [
     "SHARED_MARKER",
@@ -236,6 +238,9 @@ def process_lock(
         lower=lower or LowerLayerPackages(),
         lock_dir=lock_dir,
     )
+    import tomlkit  # only when a lock is written: a costly import that checks never need
+    from tomlkit.items import AoT
+
     doc = tomlkit.parse(_strip_comment_header(text))
     missing: dict[str, set[TargetPlatform]] = {}
     packages = doc.get("packages")

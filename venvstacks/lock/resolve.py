@@ -20,8 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import tomlkit
-
 from venvstacks.errors import LockError
 from venvstacks.lock import pylock as lockfile
 from venvstacks.lock.inputs import (
@@ -190,6 +188,8 @@ def drop_local_indexes(lock_text: str) -> str:
     make the lock (and its hash) depend on where the checkout lives. The wheel paths themselves
     are already relative to the lock file.
     """
+    import tomlkit  # only when a lock is written
+
     doc = tomlkit.parse(lock_text)
     for entry in doc.get("packages", []):
         index = entry.get("index")

@@ -13,14 +13,14 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
-
-import tomlkit
-from tomlkit.items import InlineTable, Table
 
 from venvstacks.errors import LockError
 from venvstacks.plan.platforms import LinuxTarget, MacOSTarget, TargetPlatform
+
+if TYPE_CHECKING:
+    from tomlkit.items import InlineTable, Table
 
 __all__ = [
     "WheelTargets",
@@ -148,6 +148,9 @@ def _relative_posix(path: str, start: Path, env_name: str) -> str:
 
 def _inline_table(pairs: Iterable[tuple[str, Any]]) -> InlineTable:
     """An inline table spelled as uv writes them: ``{ key = value, ... }``."""
+    import tomlkit  # only when a lock is written (a costly import)
+    from tomlkit.items import InlineTable
+
     body = ", ".join(
         f"{tomlkit.key(k).as_string()} = {tomlkit.item(v).as_string()}" for k, v in pairs
     )

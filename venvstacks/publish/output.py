@@ -91,10 +91,19 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _holds(path: Path, text: str) -> bool:
+    try:
+        return path.read_text(encoding="utf-8") == text
+    except (OSError, ValueError):
+        return False
+
+
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
     """Write JSON atomically and durably (temporary file, fsync, rename, fsync of the folder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    if _holds(path, text):  # a no-op publish: no write, no fsync
+        return
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

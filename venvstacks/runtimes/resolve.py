@@ -25,8 +25,6 @@ from pathlib import Path
 from venvstacks.errors import RuntimeProvisionError
 from venvstacks.plan.platforms import TargetPlatform, build_platform
 from venvstacks.runtimes.archives import scan_archive_dirs, source_from_archive
-from venvstacks.runtimes.download import OFFLINE_HINT, DownloadUnavailable, download
-from venvstacks.runtimes.host import host_packed
 from venvstacks.runtimes.request import (
     BASE_URL_ENV,
     PBS_TARGETS,
@@ -75,6 +73,10 @@ def find_runtime(
     if chosen is not None:
         _log.info("%s: using %s", request, chosen.path)
         return source_from_archive(chosen)
+    # Imported here: downloading (urllib, ssl) and packing are rare; finding an archive is not.
+    from venvstacks.runtimes.download import OFFLINE_HINT, DownloadUnavailable, download
+    from venvstacks.runtimes.host import host_packed
+
     url_base = base_url if base_url is not None else os.environ.get(BASE_URL_ENV) or None
     try:
         return download(request, target, cache_dir, url_base)

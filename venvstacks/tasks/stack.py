@@ -51,17 +51,23 @@ def task_name(operation: str, env: str) -> str:
     return f"{operation}:{env}"
 
 
+_ACTIONS = [0]  # bumped as any task's action starts and ends: what it wrote may change lock states
+
+
 def run_operation(
     op: Callable[..., dict[str, Any] | Any], stamp: str | None, *args: Any
 ) -> dict[str, Any] | Any:
     """Run one operation as a doit action: user errors fail the task (a doit `TaskFailed`), the
     stamp is written last."""
+    _ACTIONS[0] += 1
     try:
         result = op(*args)
     except StackError as exc:
         from doit.exceptions import TaskFailed
 
         return TaskFailed(str(exc))
+    finally:
+        _ACTIONS[0] += 1
     values = result if isinstance(result, dict) else {"result": repr(result)}
     if stamp is not None:
         path = Path(stamp)
@@ -96,10 +102,6 @@ def _install_action(
     return install_layer(plan, env, layout, cache)
 
 
-def _stored_lock_valid(plan: StackPlan, env: EnvName, layout: BuildLayout, reset: bool) -> bool:
-    if reset:
-        return False
-    return locking.stored_lock_state(plan, plan[env], layout).valid
 
 
 def _path_exists(path: Path) -> bool:
@@ -233,10 +235,32 @@ class StackTasks:
             "targets": [str(paths.pylock), str(paths.metadata)],
             "task_dep": [task_name("runtime", layer.runtime)]
             + [task_name("lock", d) for d in layer.dependencies],
-            "uptodate": [(_stored_lock_valid, [self.plan, env, self.layout, reset])],
+            "uptodate": [(self._lock_uptodate, [env, reset])],
         }
 
+    def lock_valid(self, env: str) -> bool:
+        """Is the lock stored for `env` valid? Asked once per layer until a task runs (a build
+        asks before running, then each lock task asks again: on a no-op, nothing changed)."""
+        memo: dict[str, tuple[int, bool]] = self.__dict__.setdefault("_lock_memo", {})
+        known = memo.get(env)
+        if known is not None and known[0] == _ACTIONS[0]:
+            return known[1]
+        generation = _ACTIONS[0]
+        valid = locking.stored_lock_state(self.plan, self.plan[EnvName(env)], self.layout).valid
+        memo[env] = (generation, valid)
+        return valid
+
+    def _lock_uptodate(self, env: EnvName, reset: bool) -> bool:
+        return not reset and self.lock_valid(env)
+
     def _module_files(self, layer: LayerPlan) -> list[Path]:
+        """An app's launch and support module files (walked once per `StackTasks`)."""
+        cache: dict[EnvName, list[Path]] = self.__dict__.setdefault("_module_cache", {})
+        if layer.env_name not in cache:
+            cache[layer.env_name] = self._walk_modules(layer)
+        return list(cache[layer.env_name])
+
+    def _walk_modules(self, layer: LayerPlan) -> list[Path]:
         spec = layer.spec
         if spec.kind is not LayerKind.APPLICATION or spec.launch_module is None:
             return []

@@ -61,6 +61,8 @@ def _magic_args(check: Any) -> tuple[bool, bool]:
     """Whether doit would pass `task` (as the first parameter) and `values` (as the second)."""
     if inspect.isfunction(check):
         key: Any = check
+    elif inspect.ismethod(check):
+        key = ("method", check.__func__)  # the same parameters whatever it is bound to
     elif inspect.isfunction(inspect.getattr_static(type(check), "__call__", None)):
         key = type(check)  # an instance of a Python class: one signature for all
     else:
