@@ -138,6 +138,17 @@ class Runner:
         for name in ("VENVSTACKS_RUNTIME_ARCHIVES", "PYTHONDONTWRITEBYTECODE"):
             self.env.pop(name, None)
         self.env["PIP_CONFIG_FILE"] = os.devnull
+        # A layer cache of this run only: a requirement change must not be served from entries
+        # an earlier run left (a user's change is new; restoring a known layer is another row).
+        cache = Path(tempfile.mkdtemp(prefix="layer-cache-", dir=workdir))
+        self.env["VENVSTACKS_CACHE_DIR"] = str(cache)
+
+    def with_source(self, source: Path) -> Runner:
+        """The same runner, with the venvstacks package of another source tree."""
+        other = Runner.__new__(Runner)
+        other.archives, other.wheelhouse = self.archives, self.wheelhouse
+        other.env = {**self.env, "PYTHONPATH": str(source)}
+        return other
 
     def build_argv(self, spec: Path, *extra: str) -> list[str]:
         return [
@@ -198,23 +209,64 @@ def original_results(path: Path) -> dict[str, float]:
     return {k: v for k, v in found.items() if v is not None}
 
 
+def compare_baseline(
+    runner: Runner, baseline: Path, small: Path, large: Path, repeat: int
+) -> dict[str, float]:
+    """Median no-op times of `baseline`'s venvstacks and this checkout's, run alternately."""
+    other = runner.with_source(baseline)
+    other.build(small)  # byte-compile the baseline once
+    pairs: dict[str, list[tuple[float, float]]] = {"small": [], "large": []}
+    for _ in range(repeat):  # alternating, so that both see the same machine load
+        for name, spec in (("small", small), ("large", large)):
+            pairs[name].append((other.build(spec), runner.build(spec)))
+    found: dict[str, float] = {}
+    for name, runs in pairs.items():
+        found[name] = statistics.median(b for b, _ in runs)
+        found[f"{name}-ours"] = statistics.median(o for _, o in runs)
+    return found
+
+
+def baseline_rows(
+    before: dict[str, float], baseline: Path
+) -> list[tuple[str, float, str, str, str]]:
+    labels = (("small", "small (3 layers)"), ("large", f"{1 + FRAMEWORKS + APPS} layers"))
+    return [
+        (
+            f"no-op, {label}: this checkout vs baseline {baseline.name}, alternating",
+            before[f"{name}-ours"],
+            f"baseline {before[name]:.3f} s",
+            "",
+            f"{before[name] / before[f'{name}-ours']:.1f}x faster",
+        )
+        for name, label in labels
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, help="keep everything here (default: a temp dir)")
     parser.add_argument("--repeat", type=int, default=7, help="at most 20")
     parser.add_argument("--profile", action="store_true", help="profile a 60-layer no-op build")
     parser.add_argument("--original-results", type=Path, default=ORIGINAL_RESULTS)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="also time no-op builds with the venvstacks in this source tree (e.g. a git "
+        "worktree of an earlier commit), alternating with this checkout",
+    )
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="venvstacks-noop-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        return run(workdir, args.repeat, args.profile, args.original_results)
+        return run(workdir, args.repeat, args.profile, args.original_results, args.baseline)
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def run(workdir: Path, repeat: int, profile: bool, original: Path) -> int:
+def run(
+    workdir: Path, repeat: int, profile: bool, original: Path, baseline: Path | None = None
+) -> int:
     wheelhouse = workdir / "wheels"
     if not wheelhouse.exists():
         make_wheels(wheelhouse)
@@ -237,6 +289,7 @@ def run(workdir: Path, repeat: int, profile: bool, original: Path) -> int:
     version_s = median_of(repeat, lambda: runner.time([*VENVSTACKS, "--version"]))
     noop_small = median_of(repeat, lambda: runner.build(small))
     noop_large = median_of(repeat, lambda: runner.build(large))
+    before = compare_baseline(runner, baseline, small, large, repeat) if baseline else {}
     # A new package each time: going back to an earlier set would be a layer-cache hit.
     changes: list[float] = []
     requirement = '"vs-util"]'
@@ -276,6 +329,8 @@ def run(workdir: Path, repeat: int, profile: bool, original: Path) -> int:
             ratio("change", change),
         ),
     ]
+    if baseline is not None:
+        rows.extend(baseline_rows(before, baseline))
     load = os.getloadavg()
     print(
         f"venvstacks no-op benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
