@@ -34,14 +34,24 @@ def deploy_published(
 
     `include` (layer names or install targets, fnmatch patterns) limits the deployment to those
     layers and the layers they need. Archives are checked against the published size and sha256;
-    unchanged layers are left alone. Raises `DeployError`.
+    unchanged layers are left alone. `progress` hears `begin` with every step of every layer
+    (`verify:<install target>`, then `extract:`, `compile:`, `postinstall:`), each step's
+    `start`/`done`/`fail` (`skip` for a layer already deployed), then `end`; the engine's own
+    `extract:`/`deploy:` task events come too. Raises `DeployError`.
     """
     from venvstacks.deploy import deployment
 
     target = Path(target_dir).absolute()
-    with emitting(progress) as emit:
+    chosen = deployment.select(Path(artifacts_dir), include)
+    with emitting(progress, deployment.step_names(chosen)) as emit:
         layers, run = deployment.deploy(
-            Path(artifacts_dir), target, include, jobs=jobs, progress=emit, repair=repair
+            Path(artifacts_dir),
+            target,
+            include,
+            jobs=jobs,
+            progress=emit,
+            repair=repair,
+            layers=chosen,
         )
     ran = set(run.executed)
     outcomes = {

@@ -13,7 +13,9 @@ import json
 import logging
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ from venvstacks.tasks.engine import RunResult, TaskDict, build_dir_lock, run_tas
 from venvstacks.tasks.stack import run_operation
 
 __all__ = [
+    "STEPS",
     "LayerDifferences",
     "PublishedLayer",
     "deploy",
@@ -51,6 +54,8 @@ __all__ = [
     "load_published",
     "published_sha256",
     "run_app",
+    "select",
+    "step_names",
     "verify_deployment",
 ]
 
@@ -58,38 +63,108 @@ _log = logging.getLogger(__name__)
 STATE_DIR = ".venvstacks-deploy"
 
 
-def deploy_layer(
-    artifacts: Path, target_dir: Path, layer_meta: Mapping[str, Any], runtime: str
-) -> dict[str, Any]:
-    """Verify, extract and post-install one layer; record what was deployed."""
-    name = str(layer_meta["install_target"])
+STEPS = ("verify", "extract", "compile", "postinstall")
+"""The steps of deploying a layer, as progress shows them (`<step>:<install target>`)."""
+
+Report = Callable[[str, str, float | None], None]
+"""The engine's progress callback: (event, task or step name, seconds)."""
+
+
+def _quiet(event: str, name: str, seconds: float | None) -> None:
+    pass
+
+
+@contextmanager
+def _step(report: Report, step: str, name: str) -> Iterator[None]:
+    """Report a step's start, then its end (``done`` or ``fail``) with its duration."""
+    task = f"{step}:{name}"
+    report("start", task, None)
+    started = time.monotonic()
     try:
-        return _deploy_layer(artifacts, target_dir, layer_meta, runtime, name)
-    except OSError as exc:
-        raise DeployError(f"layer {name}: cannot deploy: {describe_os_error(exc)}") from exc
+        yield
+    except BaseException:
+        report("fail", task, time.monotonic() - started)
+        raise
+    report("done", task, time.monotonic() - started)
 
 
-def _deploy_layer(
-    artifacts: Path, target_dir: Path, layer_meta: Mapping[str, Any], runtime: str, name: str
+def step_names(layers: Sequence[PublishedLayer]) -> list[str]:
+    """Every step of deploying ``layers``, for the progress display."""
+    return [f"{step}:{layer.target}" for layer in layers for step in STEPS]
+
+
+def extract_layer(
+    artifacts: Path, target_dir: Path, layer_meta: Mapping[str, Any]
 ) -> dict[str, Any]:
+    """Extract one layer into place, reading its archive once (hashed as it is extracted).
+
+    The layer is not recorded as deployed until `finish_layer` ran, so a kill between the two
+    leaves a layer that the next deploy extracts again.
+    """
+    name = str(layer_meta["install_target"])
     archive = artifacts / str(layer_meta["archive_name"])
     expected = str(layer_meta["archive_hashes"]["sha256"]).lower().removeprefix("sha256:")
-    verify_archive(archive, int(layer_meta["archive_size"]), expected)
-    layer_dir = target_dir / name
-    _refuse_foreign(target_dir, name)
-    crash_point("deploy-extracting")
-    safe_extract(archive, layer_dir, expected_root=name, allow_peer_links=True, replace=True)
+    try:
+        _refuse_foreign(target_dir, name)
+        # From here on, the record no longer describes the folder: the layer is not deployed.
+        _layer_record(target_dir, name).unlink(missing_ok=True)
+        crash_point("deploy-extracting")
+        safe_extract(
+            archive,
+            target_dir / name,
+            expected_root=name,
+            allow_peer_links=True,
+            replace=True,
+            size=int(layer_meta["archive_size"]),
+            sha256=expected,
+        )
+    except OSError as exc:
+        raise DeployError(f"layer {name}: cannot deploy: {describe_os_error(exc)}") from exc
     crash_point("deploy-extracted")
-    manifest = file_manifest(layer_dir, layer_site_dir(layer_dir))
-    _postinstall(target_dir, name, runtime)
-    record = {
-        "install_target": name,
-        "archive": archive.name,
-        "sha256": expected,
-        "files": manifest,
-    }
-    write_json(_layer_record(target_dir, name), record)
     return {"install_target": name, "sha256": expected}
+
+
+def finish_layer(
+    target_dir: Path,
+    layer_meta: Mapping[str, Any],
+    runtime: str,
+    report: Report = _quiet,
+) -> dict[str, Any]:
+    """Compile the extracted layer's bytecode, post-install it and record it as deployed."""
+    name = str(layer_meta["install_target"])
+    archive = str(layer_meta["archive_name"])
+    expected = str(layer_meta["archive_hashes"]["sha256"]).lower().removeprefix("sha256:")
+    layer_dir = target_dir / name
+    try:
+        with _step(report, "compile", name):
+            _compile(target_dir, name, runtime)
+        manifest = file_manifest(layer_dir, layer_site_dir(layer_dir))
+        with _step(report, "postinstall", name):
+            _postinstall(target_dir, name, runtime)
+        record = {
+            "install_target": name,
+            "archive": Path(archive).name,
+            "sha256": expected,
+            "files": manifest,
+        }
+        write_json(_layer_record(target_dir, name), record)
+    except OSError as exc:
+        raise DeployError(f"layer {name}: cannot deploy: {describe_os_error(exc)}") from exc
+    return {"install_target": name, "sha256": expected}
+
+
+def _compile(target_dir: Path, name: str, runtime: str) -> None:
+    """Byte-compile the layer's ``lib`` on every CPU with its runtime (best effort, as
+    post-install's own pass, which then finds everything up to date)."""
+    lib = target_dir / name / "lib"
+    if not lib.is_dir():
+        return
+    python = target_dir / runtime / "bin" / "python"
+    subprocess.run(
+        [str(python), "-X", "utf8", "-I", "-m", "compileall", "-q", "-j", "0", str(lib)],
+        capture_output=True,
+        check=False,
+    )
 
 
 def _postinstall(target_dir: Path, name: str, runtime: str) -> None:
@@ -146,15 +221,22 @@ is_current = _is_current  # the public names, for deploying from a registry (cli
 published_sha256 = _published_sha256
 
 
-def _preflight(artifacts: Path, target_dir: Path, layers: Sequence[PublishedLayer]) -> None:
+def _preflight(
+    artifacts: Path,
+    target_dir: Path,
+    layers: Sequence[PublishedLayer],
+    report: Report = _quiet,
+) -> None:
     """Check every layer that will be deployed before anything in `target_dir` changes."""
     for layer in layers:
         if _is_current(target_dir, layer.target, layer.sha256):
+            report("skip", f"verify:{layer.target}", None)
             continue
-        verify_archive(
-            artifacts / layer.archive_name, int(layer.meta["archive_size"]), layer.sha256
-        )
-        _refuse_foreign(target_dir, layer.target)
+        with _step(report, "verify", layer.target):
+            verify_archive(
+                artifacts / layer.archive_name, int(layer.meta["archive_size"]), layer.sha256
+            )
+            _refuse_foreign(target_dir, layer.target)
 
 
 def deploy_tasks(
@@ -162,40 +244,55 @@ def deploy_tasks(
     target_dir: Path,
     layers: Sequence[PublishedLayer],
     redeploy: Sequence[str] = (),
+    report: Report = _quiet,
 ) -> list[TaskDict]:
-    """One `deploy:<install target>` task per layer; those in ``redeploy`` always run."""
-    tasks: list[TaskDict] = []
+    """Per layer, `extract:<install target>` (independent of the other layers, so they extract
+    in parallel) and `deploy:<install target>` (compile, post-install, record: after the lower
+    layers' and its own extraction); those in ``redeploy`` always run."""
+    extracts: list[TaskDict] = []
+    finishes: list[TaskDict] = []
     present = {layer.target for layer in layers}
-    for layer in layers:
-        stamp = target_dir / STATE_DIR / "stamps" / f"deploy.{layer.target}.json"
+    # The biggest archives first, so that the longest extraction is not the last one started.
+    for layer in sorted(layers, key=lambda layer: -_archive_size(layer.meta)):
+        state = target_dir / STATE_DIR / "stamps"
         runtime = layer.target if layer.category == "runtimes" else str(layer.meta["runtime_layer"])
         uptodate: list[Any] = [(_is_current, [target_dir, layer.target, layer.sha256])]
         if layer.target in redeploy:
             uptodate.append(False)
-        tasks.append(
+        meta = dict(layer.meta)
+        extract = (extract_layer, None, artifacts, target_dir, meta)
+        finish = (finish_layer, str(state / f"deploy.{layer.target}.json"), target_dir, meta)
+        extracts.append(
+            {
+                "basename": "extract",
+                "name": layer.target,
+                "doc": f"extract {layer.target} from {layer.archive_name}",
+                "actions": [(run_operation, list(extract))],
+                "uptodate": list(uptodate),
+            }
+        )
+        finishes.append(
             {
                 "basename": "deploy",
                 "name": layer.target,
                 "doc": f"deploy {layer.target} from {layer.archive_name}",
-                "actions": [
-                    (
-                        run_operation,
-                        [
-                            deploy_layer,
-                            str(stamp),
-                            artifacts,
-                            target_dir,
-                            dict(layer.meta),
-                            runtime,
-                        ],
-                    )
+                "actions": [(run_operation, [*finish, runtime, report])],
+                "targets": [finish[1]],
+                "task_dep": [
+                    f"extract:{layer.target}",
+                    *(f"deploy:{t}" for t in layer.lower if t in present),
                 ],
-                "targets": [str(stamp)],
-                "task_dep": [f"deploy:{t}" for t in layer.lower if t in present],
                 "uptodate": uptodate,
             }
         )
-    return tasks
+    order = [f"deploy:{layer.target}" for layer in layers]
+    finishes.sort(key=lambda task: order.index(f"deploy:{task['name']}"))
+    return [*extracts, *finishes]
+
+
+def _archive_size(meta: Mapping[str, Any]) -> int:
+    size = meta.get("archive_size")
+    return size if isinstance(size, int) else 0
 
 
 def _damaged(target_dir: Path, layers: Sequence[PublishedLayer]) -> dict[str, LayerDifferences]:
@@ -216,59 +313,89 @@ def _damaged(target_dir: Path, layers: Sequence[PublishedLayer]) -> dict[str, La
     return found
 
 
+def select(artifacts: Path, include: Sequence[str] = ()) -> list[PublishedLayer]:
+    """The published layers `deploy` would deploy from ``artifacts`` (lower layers first)."""
+    artifacts = artifacts.absolute()
+    listed, extra = load_published(artifacts)
+    layers = select_published(listed, include, extra, artifacts)
+    if not layers:
+        raise DeployError(f"{artifacts}: the manifest lists no layers")
+    return layers
+
+
 def deploy(
     artifacts: Path,
     target_dir: Path,
     include: Sequence[str] = (),
     *,
     jobs: int = 1,
-    progress: Any = None,
+    progress: Report | None = None,
     repair: bool = False,
+    layers: Sequence[PublishedLayer] | None = None,
 ) -> tuple[list[PublishedLayer], RunResult]:
     """Deploy published layers into `target_dir`; only new or changed layers do any work.
 
-    With ``repair``, every selected layer that `verify` would flag is extracted again from its
-    archive (and post-installed), and a warning names each one.
+    ``layers`` (from `select`) saves reading the manifest again. With ``repair``, every selected
+    layer that `verify` would flag is extracted again from its archive (and post-installed), and
+    a warning names each one. ``progress`` hears of each step (`STEPS`) of each layer.
     """
     artifacts = artifacts.absolute()
     target_dir = target_dir.absolute()
-    listed, extra = load_published(artifacts)
-    layers = select_published(listed, include, extra, artifacts)
-    if not layers:
-        raise DeployError(f"{artifacts}: the manifest lists no layers")
-    _preflight(artifacts, target_dir, layers)
+    chosen = list(layers) if layers is not None else select(artifacts, include)
+    report = _relay(progress) if progress is not None else _quiet
+    state = target_dir / STATE_DIR
+    _preflight(artifacts, target_dir, chosen, report)
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DeployError(f"cannot create {target_dir}: {describe_os_error(exc)}") from None
-    state = target_dir / STATE_DIR
     with build_dir_lock(state / "deploy.lock"):
-        sweep_scratch(target_dir, [layer.target for layer in layers] + _known_targets(target_dir))
-        damaged = _damaged(target_dir, layers) if repair else {}
+        sweep_scratch(target_dir, [layer.target for layer in chosen] + _known_targets(target_dir))
+        damaged = _damaged(target_dir, chosen) if repair else {}
         for target, differences in damaged.items():
             _log.warning(
                 "repairing %s: %d file(s) differ from what was published; restoring it from %s",
                 target, differences.count,
-                next(l.archive_name for l in layers if l.target == target),
+                next(l.archive_name for l in chosen if l.target == target),
             )  # fmt: skip
-        tasks = deploy_tasks(artifacts, target_dir, layers, list(damaged))
+        tasks = deploy_tasks(artifacts, target_dir, chosen, list(damaged), report)
         try:
             result = run_tasks(
                 tasks,
-                [f"deploy:{l.target}" for l in layers],
+                [f"deploy:{l.target}" for l in chosen],
                 state / "tasks.db",
                 jobs=jobs,
-                progress=progress,
+                progress=report,
             )
         except (InvalidTask, InvalidCommand, InvalidDodoFile) as exc:
             raise DeployError(f"cannot plan the deployment: {exc}") from None
     if result.code != 0:
-        first = next(iter(result.failures.values()), f"deploy failed with status {result.code}")
-        raise DeployError(first.strip().splitlines()[-1] if "Traceback" in first else first)
-    _write_record(target_dir, layers)
+        raise DeployError(_first_failure(result, chosen))
+    _write_record(target_dir, chosen)
     for target in damaged:
         _log.warning("repaired %s", target)
-    return layers, result
+    return chosen, result
+
+
+def _relay(progress: Report) -> Report:
+    """The engine's events, plus `skip` for the steps of a layer found up to date."""
+
+    def relay(event: str, name: str, seconds: float | None) -> None:
+        progress(event, name, seconds)
+        operation, _, target = name.partition(":")
+        if event == "skip" and operation == "deploy":
+            for step in ("compile", "postinstall"):
+                progress("skip", f"{step}:{target}", None)
+
+    return relay
+
+
+def _first_failure(result: RunResult, layers: Sequence[PublishedLayer]) -> str:
+    """The failure of the lowest layer (parallel extractions fail in any order)."""
+    order = [f"{op}:{l.target}" for l in layers for op in ("extract", "deploy")]
+    failed = sorted(result.failures, key=lambda n: order.index(n) if n in order else len(order))
+    first = result.failures[failed[0]] if failed else f"deploy failed with status {result.code}"
+    return first.strip().splitlines()[-1] if "Traceback" in first else first
 
 
 def _known_targets(target_dir: Path) -> list[str]:

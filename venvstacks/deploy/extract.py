@@ -1,17 +1,21 @@
 """Safe extraction of layer archives on the deployment side, and checking them against metadata.
 
-Every member of an archive is checked before anything is written: names must be plain relative
+Every member of an archive is checked before it is written: names must be plain relative
 paths under the one expected root folder (no absolute paths, no ``.``/``..``/empty components, no
 duplicates, nothing inside a symlink or file member); only folders, regular files, symlinks and
 hard links are accepted; a hard link must name an earlier regular file; a symlink target must be
 a normalised relative path that stays inside the layer, or, with ``allow_peer_links``, inside the
-folder holding the layer (the deployed peer layers). Extraction then goes into a temporary sibling
-of the target, with tarfile's ``data`` filter on top, and the result is renamed into place, so a
-rejected or failed extraction leaves the target untouched.
+folder holding the layer (the deployed peer layers). A tar archive is checked member by member
+as it is streamed (read once: hashed, decompressed and written, `venvstacks.deploy.stream`); a
+zip archive is listed and checked whole first. Extraction goes into a temporary sibling of the
+target, with tarfile's ``data`` filter on top, and the result is renamed into place only when
+every check (and the archive's digest) passed, so a rejected or failed extraction leaves the
+target untouched.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
@@ -24,13 +28,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from venvstacks.deploy.stream import Digest, stream_extract
 from venvstacks.errors import DeployError
 from venvstacks.publish.archive import (
     ARCHIVE_READ_ERRORS,
     ArchiveFormat,
     ArchiveMember,
     detect_format,
-    open_archive,
     read_archive_members,
 )
 from venvstacks.publish.crashpoints import crash_point
@@ -38,6 +42,7 @@ from venvstacks.publish.files import describe_os_error
 
 __all__ = [
     "MemberRejected",
+    "StreamChecker",
     "check_expansion",
     "check_members",
     "safe_extract",
@@ -145,6 +150,76 @@ def check_members(
     return root
 
 
+class _NoRoom(MemberRejected):
+    """The declared sizes so far do not fit in the free space (not the archive's fault)."""
+
+
+class StreamChecker:
+    """`check_members` one member at a time, as a tar stream is read, with the size limits.
+
+    Every member is checked before it is written: the same rules as `check_members` (a member
+    met after members inside it must be a folder), the declared sizes summed against the
+    expansion limit (`check_expansion`) and against the free space (`check_free_space`).
+    """
+
+    def __init__(
+        self,
+        *,
+        expected_root: str | None,
+        allow_peer_links: bool,
+        archive_size: int,
+        folder: Path,
+    ) -> None:
+        self.root = expected_root
+        self._allow_peer_links = allow_peer_links
+        self._archive_size = archive_size
+        self._limit = max(EXPANSION_FLOOR, _max_expansion() * archive_size)
+        self._folder = folder
+        self._free = shutil.disk_usage(folder).free
+        self._seen: dict[str, str] = {}
+        self._parents: set[str] = set()
+        self._declared = 0
+        self._needed = 0
+
+    def __call__(self, member: ArchiveMember) -> None:
+        if self.root is None:
+            self.root = _name_parts(member.name)[0]
+        _check_member(member, self.root, self._seen, self._allow_peer_links)
+        parts = member.name.split("/")
+        for end in range(1, len(parts)):
+            ancestor = "/".join(parts[:end])
+            kind = self._seen.get(ancestor, "dir")
+            if kind != "dir":
+                raise MemberRejected(member.name, f"inside {kind} member {ancestor!r}")
+            self._parents.add(ancestor)
+        if member.kind != "dir" and member.name in self._parents:
+            raise MemberRejected(member.name, f"a {member.kind} member over earlier members")
+        self._seen[member.name] = member.kind
+        self._count(member)
+
+    def _count(self, member: ArchiveMember) -> None:
+        if member.kind == "file":
+            self._declared += member.size
+        if self._declared > self._limit:
+            raise MemberRejected(
+                member.name,
+                f"the archive declares over {_mb(self._declared - 1)} of files from "
+                f"{_mb(self._archive_size)} (over {_max_expansion()} times its size; raise "
+                f"${MAX_EXPANSION_ENV} if this is real)",
+            )
+        self._needed += member.size + 4096
+        if self._needed > self._free:
+            raise _NoRoom(
+                "",
+                f"extracting needs over {_mb(self._needed - 1)}, only {_mb(self._free)} free "
+                f"in {self._folder}",
+            )
+
+    def finish(self) -> None:
+        if not self._seen:
+            raise MemberRejected("", "the archive is empty")
+
+
 # ---------------------------------------------------------------------------------------------
 # Extracting
 # ---------------------------------------------------------------------------------------------
@@ -170,16 +245,6 @@ def _tar_filter(allow_peer_links: bool) -> _TarFilter | None:
         return member.replace(uid=unset, gid=unset, uname=unset, gname=unset, deep=False)
 
     return layer_filter
-
-
-def _extract_tar(archive: Path, dest: Path, allow_peer_links: bool) -> None:
-    layer_filter = _tar_filter(allow_peer_links)
-    with open_archive(archive) as tar:
-        tar.errorlevel = 2
-        if layer_filter is None:
-            tar.extractall(dest)  # every member was checked beforehand
-        else:
-            tar.extractall(dest, filter=layer_filter)
 
 
 def _extract_zip(archive: Path, dest: Path) -> None:
@@ -237,49 +302,127 @@ def safe_extract(
     expected_root: str | None,
     allow_peer_links: bool = False,
     replace: bool = False,
+    size: int | None = None,
+    sha256: str | None = None,
+    external: bool = True,
 ) -> Path:
     """Extract the layer archive's root folder as ``target_dir``; returns ``target_dir``.
 
-    Every member is checked first (see the module docs); any rejection raises DeployError naming
-    the archive and the member, before anything is written. ``allow_peer_links`` accepts symlinks
-    to the layer's peers (``../<other layer>/...``), never beyond ``target_dir.parent``. An
-    existing ``target_dir`` is an error unless ``replace`` is true. Extraction happens in a
-    temporary sibling that is renamed into place, so ``target_dir`` is never left half-written.
+    Every member is checked (see the module docs) before it is written; any rejection raises
+    DeployError naming the archive and the member. ``allow_peer_links`` accepts symlinks to the
+    layer's peers (``../<other layer>/...``), never beyond ``target_dir.parent``. An existing
+    ``target_dir`` is an error unless ``replace`` is true. With ``size`` and ``sha256``, the
+    bytes read must be the published ones. A tar archive is read once, hashed and decompressed
+    as it is extracted (`venvstacks.deploy.stream`; ``external`` allows the system
+    decompressors); a zip archive is verified, listed and checked first. Extraction happens in a
+    temporary sibling that is renamed into place only when everything passed, so ``target_dir``
+    is never left half-written.
     """
     if target_dir.exists() and not replace:
         raise DeployError(f"cannot extract {archive}: {target_dir} already exists")
-    root, members = _checked_members(archive, expected_root, allow_peer_links)
+    fmt = _format(archive)
+    if fmt is ArchiveFormat.ZIP:
+        if sha256 is not None:
+            verify_archive(archive, size if size is not None else archive.stat().st_size, sha256)
+        root, members = _checked_members(archive, expected_root, allow_peer_links)
     layer = f"layer {target_dir.name}: "
+    new_parent = not target_dir.parent.exists()
+    scratch = _scratch(archive, target_dir)
+    try:
+        if fmt is ArchiveFormat.ZIP:
+            check_free_space(members, target_dir.parent)
+            _extract_zip(archive, scratch)
+        else:
+            streamed = _stream_tar(archive, fmt, scratch, allow_peer_links, expected_root, external)
+            _check_digest(archive, streamed, size, sha256)
+            root = streamed.root or ""
+        crash_point("deploy-unpacked")
+        _move_into_place(scratch / root, target_dir, replace)
+    except _NoRoom as exc:
+        raise DeployError(f"{layer}{exc.reason}") from None
+    except MemberRejected as exc:
+        raise DeployError(f"{archive}: refusing to extract {exc}") from None
+    except DeployError:
+        raise
+    except OSError as exc:
+        if exc.errno is None:  # a damaged compressed stream, not the file system
+            raise DeployError(f"{archive}: cannot read archive: {exc}") from None
+        raise DeployError(
+            f"{layer}cannot extract {archive.name} into {target_dir}: {describe_os_error(exc)}"
+            f" ({_mb(_free(target_dir.parent))} free)"
+        ) from None
+    except ARCHIVE_READ_ERRORS as exc:
+        raise DeployError(f"{archive}: cannot read archive: {exc}") from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if new_parent and not target_dir.exists():
+            with contextlib.suppress(OSError):
+                target_dir.parent.rmdir()  # made for this extraction, which failed
+    return target_dir
+
+
+def _format(archive: Path) -> ArchiveFormat:
+    try:
+        return detect_format(archive)
+    except OSError as exc:
+        raise DeployError(f"cannot read {archive}: {describe_os_error(exc)}") from None
+
+
+def _scratch(archive: Path, target_dir: Path) -> Path:
     try:
         target_dir.parent.mkdir(parents=True, exist_ok=True)
-        check_free_space(members, target_dir.parent)
-        scratch = Path(
+        return Path(
             tempfile.mkdtemp(prefix=f".{target_dir.name}.{_EXTRACTING}", dir=target_dir.parent)
         )
     except OSError as exc:
         raise DeployError(
-            f"{layer}cannot extract into {target_dir.parent}: {describe_os_error(exc)}"
+            f"layer {target_dir.name}: cannot extract into {target_dir.parent}: "
+            f"{describe_os_error(exc)}"
         ) from None
-    except MemberRejected as exc:
-        raise DeployError(f"{layer}{exc.reason}") from None
+
+
+def _free(folder: Path) -> int:
     try:
-        if detect_format(archive) is ArchiveFormat.ZIP:
-            _extract_zip(archive, scratch)
-        else:
-            _extract_tar(archive, scratch, allow_peer_links)
-        crash_point("deploy-unpacked")
-        _move_into_place(scratch / root, target_dir, replace)
-    except OSError as exc:
-        if exc.errno is None:  # a damaged gzip stream, not the file system
-            raise DeployError(f"{archive}: extraction failed: {exc}") from None
-        raise DeployError(
-            f"{layer}cannot extract {archive.name} into {target_dir}: {describe_os_error(exc)}"
-        ) from None
-    except ARCHIVE_READ_ERRORS as exc:
-        raise DeployError(f"{archive}: extraction failed: {exc}") from None
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return target_dir
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 0
+
+
+class _Streamed:
+    def __init__(self, root: str | None, digest: Digest) -> None:
+        self.root = root
+        self.digest = digest
+
+
+def _stream_tar(
+    archive: Path,
+    fmt: ArchiveFormat,
+    scratch: Path,
+    allow_peer_links: bool,
+    expected_root: str | None,
+    external: bool,
+) -> _Streamed:
+    checker = StreamChecker(
+        expected_root=expected_root,
+        allow_peer_links=allow_peer_links,
+        archive_size=archive.stat().st_size,
+        folder=scratch.parent,
+    )
+    digest = stream_extract(
+        archive, fmt, scratch, checker, _tar_filter(allow_peer_links), external=external
+    )
+    checker.finish()
+    return _Streamed(checker.root, digest)
+
+
+def _check_digest(archive: Path, streamed: _Streamed, size: int | None, sha256: str | None) -> None:
+    """The bytes extracted must be the published ones (the file may have changed since)."""
+    if size is not None and streamed.digest.size != size:
+        raise DeployError(f"{archive}: size {streamed.digest.size} bytes, expected {size}")
+    actual = streamed.digest.sha256.hexdigest()
+    expected = sha256.lower().removeprefix("sha256:") if sha256 is not None else actual
+    if actual != expected:
+        raise DeployError(f"{archive}: sha256 {actual}, expected {expected}")
 
 
 def sweep_scratch(target_dir: Path, layers: Sequence[str]) -> list[Path]:

@@ -1,0 +1,208 @@
+"""Benchmark: `venvstacks deploy` of a published stack into a fresh folder, beside its floor.
+
+    .venv/bin/python benchmarks/deploy.py [--workdir DIR] [--repeat N] [--torch WHEEL]
+                                          [--format tar.xz|tar.zst|tar.gz] [--jobs N]
+
+The stack: a runtime packed from pyenv's CPython 3.11 (`venvstacks runtime pack`), a framework
+with numpy (from PyPI; with --torch, a second framework with that torch wheel) and one app. It is
+built and published once into the work folder (default benchmarks/_work/deploy, git-ignored);
+later runs reuse it.
+
+Each round, in the same run and alternating so that both see the same machine load:
+- the floor: `sha256sum` of every archive, the system `tar` with parallel decompression
+  (`-I 'xz -T0'` / `-I 'zstd -T0'`) of each archive into a fresh folder, then
+  `python -m compileall -q -j 0` over the layers' `lib` folders with the deployed runtime;
+- ours: `venvstacks -v deploy ARTIFACTS FRESH` (a whole process, as a user runs it), its steps
+  read from the `-v` lines (`ok  verify:<layer> (0.4 s)`), with its peak RSS (own + children).
+
+Prints a table of medians: each step of ours beside the floor's step, totals and the ratio
+(target: at most 1.3x), with the date, the machine and the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from fixtures_runtime import find_host_python
+
+VENVSTACKS = [sys.executable, "-m", "venvstacks"]
+TARGET = 1.3
+
+STACK = """\
+[[runtimes]]
+name = "cpython-3.11"
+python_implementation = "cpython@{version}"
+requirements = []
+platforms = ["linux_x86_64"]
+
+[[frameworks]]
+name = "sci"
+runtime = "cpython-3.11"
+requirements = ["numpy"]
+{torch}
+[[applications]]
+name = "calc"
+frameworks = [{frameworks}]
+launch_module = "calc.py"
+requirements = []
+"""
+
+TORCH = """
+[[frameworks]]
+name = "torch"
+runtime = "cpython-3.11"
+requirements = ["torch"]
+"""
+
+# Runs argv and adds the largest RSS among its processes (waited for) to stderr.
+_PEAK = (
+    "import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
+    "print('peak-rss-kb', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+    "sys.exit(code)"
+)
+
+DECOMPRESS = {".xz": "xz -T0", ".zst": "zstd -T0", ".gz": "gzip"}
+
+
+def _run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(map(str, argv))} failed:\n{result.stdout}\n{result.stderr}")
+    return result  # type: ignore[no-any-return]
+
+
+def prepare(workdir: Path, fmt: str, torch: Path | None) -> Path:
+    """Pack the runtime, build and publish the stack once; the artefacts folder."""
+    tag = f"{fmt}{'-torch' if torch else ''}"
+    artifacts = workdir / f"artifacts-{tag}"
+    if (artifacts / "__venvstacks__" / "venvstacks.json").exists():
+        return artifacts
+    archives = workdir / "runtimes"
+    python = find_host_python("3.11")
+    if not archives.is_dir():
+        _run([*VENVSTACKS, "runtime", "pack", str(python), "-o", str(archives)])
+    version = next(archives.glob("cpython-*.tar.gz")).name.split("-")[1].split("+")[0]
+    project = workdir / f"stack-{tag}"
+    project.mkdir(parents=True, exist_ok=True)
+    frameworks = '"sci", "torch"' if torch else '"sci"'
+    spec = project / "venvstacks.toml"
+    spec.write_text(
+        STACK.format(version=version, torch=TORCH if torch else "", frameworks=frameworks)
+    )
+    (project / "calc.py").write_text("import numpy\nprint(numpy.arange(6).sum())\n")
+    argv = [*VENVSTACKS, "build", str(spec), "--lock-if-needed", "--publish"]
+    argv += ["--runtime-archives", str(archives), "--format", fmt, "--output-dir", str(artifacts)]
+    if torch:
+        argv += ["--local-wheels", str(torch.parent)]
+    env = {**os.environ, "UV_CACHE_DIR": str(workdir / "uv-cache")}
+    env.pop("PIP_CONSTRAINT", None)
+    _run(argv, cwd=project, env=env)
+    return artifacts
+
+
+def _archives(artifacts: Path) -> list[Path]:
+    return sorted(p for p in artifacts.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def floor(artifacts: Path, dest: Path) -> dict[str, float]:
+    """The floor's steps, in seconds: sha256sum, tar with parallel decompression, compileall."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    steps: dict[str, float] = {}
+    archives = _archives(artifacts)
+    start = time.perf_counter()
+    for archive in archives:
+        _run(["sha256sum", str(archive)])
+    steps["hash"] = time.perf_counter() - start
+    start = time.perf_counter()
+    for archive in archives:
+        _run(["tar", "-I", DECOMPRESS[archive.suffix], "-xf", str(archive), "-C", str(dest)])
+    steps["extract"] = time.perf_counter() - start
+    runtime = next(p for p in dest.iterdir() if p.name.startswith("cpython"))
+    libs = [str(p / "lib") for p in sorted(dest.iterdir()) if (p / "lib").is_dir()]
+    start = time.perf_counter()
+    _run([str(runtime / "bin" / "python"), "-m", "compileall", "-q", "-j", "0", *libs])
+    steps["compile"] = time.perf_counter() - start
+    return steps
+
+
+def ours(artifacts: Path, dest: Path, jobs: int | None) -> tuple[float, dict[str, float], float]:
+    """Wall seconds of one deploy, the sum of its step seconds per step, its peak RSS (MB)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    argv = [sys.executable, "-c", _PEAK, *VENVSTACKS, "-v", "deploy", str(artifacts), str(dest)]
+    if jobs:
+        argv += ["-j", str(jobs)]
+    start = time.perf_counter()
+    result = _run(argv)
+    seconds = time.perf_counter() - start
+    steps: dict[str, float] = defaultdict(float)
+    for line in result.stderr.splitlines():
+        if line.startswith("  ok  "):
+            _, name, took, _unit = line.split()
+            steps[name.split(":")[0]] += float(took.strip("("))
+    peak = float(result.stderr.rsplit("peak-rss-kb ", 1)[1]) / 1024
+    return seconds, dict(steps), peak
+
+
+def _layer_sizes(artifacts: Path) -> str:
+    return ", ".join(f"{a.name} {a.stat().st_size / 1e6:.1f} MB" for a in _archives(artifacts))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / "_work" / "deploy")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--format", default="tar.xz", choices=["tar.xz", "tar.zst", "tar.gz"])
+    parser.add_argument("--torch", type=Path, help="a torch wheel: adds a big framework layer")
+    parser.add_argument("--jobs", type=int, help="deploy -j (default: deploy's own default)")
+    args = parser.parse_args()
+    workdir: Path = args.workdir.absolute()
+    workdir.mkdir(parents=True, exist_ok=True)
+    artifacts = prepare(workdir, args.format, args.torch)
+    floors: list[dict[str, float]] = []
+    runs: list[tuple[float, dict[str, float], float]] = []
+    loads = []
+    for _ in range(args.repeat):
+        loads.append(os.getloadavg()[0])
+        floors.append(floor(artifacts, workdir / "floor"))
+        runs.append(ours(artifacts, workdir / "ours", args.jobs))
+    shutil.rmtree(workdir / "floor", ignore_errors=True)
+    shutil.rmtree(workdir / "ours", ignore_errors=True)
+    floor_total = statistics.median(sum(f.values()) for f in floors)
+    ours_total = statistics.median(r[0] for r in runs)
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"machine: {platform.node()}, {os.cpu_count()} CPUs, {platform.platform()}")
+    print(f"load average (1 min) before each round: {', '.join(f'{l:.2f}' for l in loads)}")
+    print(f"archives ({args.format}): {_layer_sizes(artifacts)}")
+    print(f"medians of {args.repeat} rounds, seconds; ours' steps are summed over layers")
+    print()
+    print("| step | ours | floor |")
+    print("|---|---|---|")
+    names = sorted({name for _, steps, _ in runs for name in steps})
+    for name in names:
+        value = statistics.median(r[1].get(name, 0.0) for r in runs)
+        print(f"| ours: {name} | {value:.2f} | |")
+    for name in ("hash", "extract", "compile"):
+        print(f"| floor: {name} | | {statistics.median(f[name] for f in floors):.2f} |")
+    print(f"| **total (wall)** | **{ours_total:.2f}** | **{floor_total:.2f}** |")
+    ratio = ours_total / floor_total
+    verdict = "met" if ratio <= TARGET else "NOT met"
+    print()
+    print(f"ratio ours / floor: {ratio:.2f}x (target at most {TARGET}x: {verdict})")
+    print(f"peak RSS of deploy (largest process): {max(r[2] for r in runs):.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
