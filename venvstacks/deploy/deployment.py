@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -369,12 +371,33 @@ def deploy(
             )
         except (InvalidTask, InvalidCommand, InvalidDodoFile) as exc:
             raise DeployError(f"cannot plan the deployment: {exc}") from None
+        if result.code != 0:
+            _withdraw(target_dir, result)
     if result.code != 0:
         raise DeployError(_first_failure(result, chosen))
     _write_record(target_dir, chosen)
     for target in damaged:
         _log.warning("repaired %s", target)
     return chosen, result
+
+
+def _withdraw(target_dir: Path, result: RunResult) -> None:
+    """Remove the layers this failed run extracted but did not finish: they would look deployed
+    but are not post-installed (their records are gone, so the next deploy redoes them)."""
+    done = set(result.executed)
+    for task in result.executed:
+        operation, _, name = task.partition(":")
+        if operation != "extract" or f"deploy:{name}" in done:
+            continue
+        layer = target_dir / name
+        if _layer_record(target_dir, name).exists() or not layer.is_dir() or layer.is_symlink():
+            continue
+        try:
+            retired = Path(tempfile.mkdtemp(prefix=f".{name}.retired-", dir=target_dir))
+            layer.rename(retired / name)
+        except OSError:
+            continue
+        shutil.rmtree(retired, ignore_errors=True)
 
 
 def _relay(progress: Report) -> Report:
