@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from fixtures_runtime import pyenv_versions_dir
-from fixtures_stacks import StackProject, write_basic_stack
+from fixtures_stacks import VENVSTACKS, StackProject, write_basic_stack
 
 pytestmark = pytest.mark.slow
 
@@ -244,6 +244,63 @@ def test_moved_deployment_needs_no_build_dir_and_no_host_python(published: Publi
 # ---------------------------------------------------------------------------------------------
 # Incremental deploys, --include, verify
 # ---------------------------------------------------------------------------------------------
+
+
+STEPS = ("verify", "extract", "compile", "postinstall")
+
+
+def test_deploy_reports_each_step_and_keeps_stdout_one_json_document(published: Published) -> None:
+    """`-v` names every step of every layer on stderr; `--json` keeps stdout one document."""
+    deployed = published.folder("steps")
+    with build_dir_hidden(published.project):
+        first = published.project.run(
+            "-v", "deploy", str(published.artifacts), str(deployed), "--json"
+        )
+        again = published.project.run(
+            "-v", "deploy", str(published.artifacts), str(deployed), "--json"
+        )
+    assert sorted(json.loads(first.stdout)["layers"]) == sorted(TARGETS)
+    done = {line.split()[1] for line in first.stderr.splitlines() if line.startswith("  ok  ")}
+    assert {f"{step}:{t}" for step in STEPS for t in TARGETS} <= done
+    assert sorted(json.loads(again.stdout)["layers"]) == sorted(TARGETS)
+    assert not [line for line in again.stderr.splitlines() if line.startswith("  ok  ")]
+
+
+def test_deploy_on_a_terminal_shows_a_table_of_steps(published: Published) -> None:
+    """On a terminal (a real pseudo-terminal), deploy draws build's live table: a row per
+    layer, a column per step; stdout is not the terminal here and holds the summary only."""
+    import pty
+
+    deployed = published.folder("tty")
+    master, slave = pty.openpty()
+    env = {**os.environ, **published.project.env, "COLUMNS": "160", "TERM": "xterm"}
+    env.pop("VENVSTACKS_RUNTIME_ARCHIVES", None)
+    with build_dir_hidden(published.project):
+        proc = subprocess.Popen(
+            [*VENVSTACKS, "deploy", str(published.artifacts), str(deployed)],
+            cwd=published.project.root, env=env, stdout=subprocess.PIPE, stderr=slave,
+            text=True,
+        )  # fmt: skip
+        os.close(slave)
+        screen = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's last writer closed it
+                break
+            if not chunk:
+                break
+            screen += chunk
+        stdout, _ = proc.communicate()
+        os.close(master)
+    assert proc.returncode == 0, screen.decode(errors="replace")
+    text = screen.decode(errors="replace")
+    header = next(line for line in text.splitlines() if "verify" in line)
+    assert [header.index(step) for step in STEPS] == sorted(header.index(s) for s in STEPS)
+    for target in TARGETS:
+        assert target in text
+    assert "✓" in text
+    assert stdout.startswith(f"Deployed {len(TARGETS)} layer(s)")
 
 
 def test_include_then_full_then_unchanged(published: Published) -> None:
