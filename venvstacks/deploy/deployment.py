@@ -1,9 +1,10 @@
 """Deploying published layers: verify, extract safely, post-install, record; run and verify apps.
 
 `deploy` turns an artefacts folder (archives + `__venvstacks__/venvstacks.json`) into peer layer
-folders under a target dir. Each layer is a `deploy:<install target>` task whose dependency state
-lives in the target dir, so re-deploying an unchanged layer does nothing and an updated layer
-replaces only itself. Layers are post-installed runtime first. A per-layer file manifest,
+folders under a target dir. Each layer is an `extract:<install target>` task (independent of
+the others) and a `deploy:<install target>` task (`venvstacks.deploy.layer`), whose dependency
+state lives in the target dir, so re-deploying an unchanged layer does nothing and an updated
+layer replaces only itself. Layers are post-installed runtime first. A per-layer file manifest,
 written at deploy time, lets `verify` report files that differ from what was published.
 """
 
@@ -15,38 +16,42 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from doit.exceptions import InvalidCommand, InvalidDodoFile, InvalidTask
 
-from venvstacks.deploy.extract import safe_extract, sweep_scratch, verify_archive
+from venvstacks.deploy.extract import sweep_scratch, verify_archive
+from venvstacks.deploy.layer import (
+    STATE_DIR,
+    STEPS,
+    Report,
+    extract_layer,
+    finish_layer,
+    is_current,
+    layer_record,
+    quiet,
+    refuse_foreign,
+    step,
+    step_names,
+)
 from venvstacks.deploy.published import (
     CATEGORIES,
     PublishedLayer,
     load_published,
     select_published,
 )
-from venvstacks.deploy.verify import (
-    LAYER_CONFIG,
-    LayerDifferences,
-    compare,
-    file_manifest,
-    layer_site_dir,
-    read_recorded,
-)
+from venvstacks.deploy.verify import LayerDifferences, compare, read_recorded
 from venvstacks.errors import DeployError
 from venvstacks.plan.layout import METADATA_DIR, METADATA_MANIFEST
-from venvstacks.publish.crashpoints import crash_point
 from venvstacks.publish.files import describe_os_error
 from venvstacks.publish.output import write_json
 from venvstacks.tasks.engine import RunResult, TaskDict, build_dir_lock, run_tasks
 from venvstacks.tasks.stack import run_operation
 
 __all__ = [
+    "STATE_DIR",
     "STEPS",
     "LayerDifferences",
     "PublishedLayer",
@@ -62,183 +67,31 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-STATE_DIR = ".venvstacks-deploy"
-
-
-STEPS = ("verify", "extract", "compile", "postinstall")
-"""The steps of deploying a layer, as progress shows them (`<step>:<install target>`)."""
-
-Report = Callable[[str, str, float | None], None]
-"""The engine's progress callback: (event, task or step name, seconds)."""
-
-
-def _quiet(event: str, name: str, seconds: float | None) -> None:
-    pass
-
-
-@contextmanager
-def _step(report: Report, step: str, name: str) -> Iterator[None]:
-    """Report a step's start, then its end (``done`` or ``fail``) with its duration."""
-    task = f"{step}:{name}"
-    report("start", task, None)
-    started = time.monotonic()
-    try:
-        yield
-    except BaseException:
-        report("fail", task, time.monotonic() - started)
-        raise
-    report("done", task, time.monotonic() - started)
-
-
-def step_names(layers: Sequence[PublishedLayer]) -> list[str]:
-    """Every step of deploying ``layers``, for the progress display."""
-    return [f"{step}:{layer.target}" for layer in layers for step in STEPS]
-
-
-def extract_layer(
-    artifacts: Path, target_dir: Path, layer_meta: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Extract one layer into place, reading its archive once (hashed as it is extracted).
-
-    The layer is not recorded as deployed until `finish_layer` ran, so a kill between the two
-    leaves a layer that the next deploy extracts again.
-    """
-    name = str(layer_meta["install_target"])
-    archive = artifacts / str(layer_meta["archive_name"])
-    expected = str(layer_meta["archive_hashes"]["sha256"]).lower().removeprefix("sha256:")
-    try:
-        _refuse_foreign(target_dir, name)
-        # From here on, the record no longer describes the folder: the layer is not deployed.
-        _layer_record(target_dir, name).unlink(missing_ok=True)
-        crash_point("deploy-extracting")
-        safe_extract(
-            archive,
-            target_dir / name,
-            expected_root=name,
-            allow_peer_links=True,
-            replace=True,
-            size=int(layer_meta["archive_size"]),
-            sha256=expected,
-        )
-    except OSError as exc:
-        raise DeployError(f"layer {name}: cannot deploy: {describe_os_error(exc)}") from exc
-    crash_point("deploy-extracted")
-    return {"install_target": name, "sha256": expected}
-
-
-def finish_layer(
-    target_dir: Path,
-    layer_meta: Mapping[str, Any],
-    runtime: str,
-    report: Report = _quiet,
-) -> dict[str, Any]:
-    """Compile the extracted layer's bytecode, post-install it and record it as deployed."""
-    name = str(layer_meta["install_target"])
-    archive = str(layer_meta["archive_name"])
-    expected = str(layer_meta["archive_hashes"]["sha256"]).lower().removeprefix("sha256:")
-    layer_dir = target_dir / name
-    try:
-        with _step(report, "compile", name):
-            _compile(target_dir, name, runtime)
-        manifest = file_manifest(layer_dir, layer_site_dir(layer_dir))
-        with _step(report, "postinstall", name):
-            _postinstall(target_dir, name, runtime)
-        record = {
-            "install_target": name,
-            "archive": Path(archive).name,
-            "sha256": expected,
-            "files": manifest,
-        }
-        write_json(_layer_record(target_dir, name), record)
-    except OSError as exc:
-        raise DeployError(f"layer {name}: cannot deploy: {describe_os_error(exc)}") from exc
-    return {"install_target": name, "sha256": expected}
-
-
-def _compile(target_dir: Path, name: str, runtime: str) -> None:
-    """Byte-compile the layer's ``lib`` on every CPU with its runtime (best effort, as
-    post-install's own pass, which then finds everything up to date)."""
-    lib = target_dir / name / "lib"
-    if not lib.is_dir():
-        return
-    python = target_dir / runtime / "bin" / "python"
-    subprocess.run(
-        [str(python), "-X", "utf8", "-I", "-m", "compileall", "-q", "-j", "0", str(lib)],
-        capture_output=True,
-        check=False,
-    )
-
-
-def _postinstall(target_dir: Path, name: str, runtime: str) -> None:
-    python = target_dir / runtime / "bin" / "python"
-    script = target_dir / name / "postinstall.py"
-    result = subprocess.run(
-        [str(python), "-X", "utf8", "-I", str(script)], capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise DeployError(f"layer {name}: postinstall failed in {target_dir / name}: {detail[0]}")
-
-
-def _layer_present(layer_dir: Path) -> bool:
-    return (layer_dir / LAYER_CONFIG).exists()
-
-
-def _layer_record(target_dir: Path, name: str) -> Path:
-    return target_dir / STATE_DIR / "layers" / f"{name}.json"
-
-
-def _refuse_foreign(target_dir: Path, name: str) -> None:
-    """Never replace a folder (or file) that is not a venvstacks layer: it may be user data."""
-    path = target_dir / name
-    if not (path.exists() or path.is_symlink()):
-        return
-    ours = _layer_record(target_dir, name).exists() or _layer_present(path)
-    if path.is_dir() and not path.is_symlink() and ours:
-        return
-    raise DeployError(
-        f"{path} already exists and is not a deployed venvstacks layer; refusing to replace it"
-        " (move it away or deploy into another folder)"
-    )
-
-
-def _is_current(target_dir: Path, name: str, sha256: str) -> bool:
-    """True when the layer was deployed here from an archive with this sha256 and is present.
-
-    The one rule for "nothing to do", used both by the preflight checks and by the task.
-    """
-    try:
-        recorded = json.loads(_layer_record(target_dir, name).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    same = isinstance(recorded, dict) and recorded.get("sha256") == sha256
-    return same and _layer_present(target_dir / name)
 
 
 def _published_sha256(layer: PublishedLayer) -> str:
     return layer.sha256
 
 
-is_current = _is_current  # the public names, for deploying from a registry (cli/registry.py)
-published_sha256 = _published_sha256
+published_sha256 = _published_sha256  # for deploying from a registry (cli/registry.py)
 
 
 def _preflight(
     artifacts: Path,
     target_dir: Path,
     layers: Sequence[PublishedLayer],
-    report: Report = _quiet,
+    report: Report = quiet,
 ) -> None:
     """Check every layer that will be deployed before anything in `target_dir` changes."""
     for layer in layers:
-        if _is_current(target_dir, layer.target, layer.sha256):
+        if is_current(target_dir, layer.target, layer.sha256):
             report("skip", f"verify:{layer.target}", None)
             continue
-        with _step(report, "verify", layer.target):
+        with step(report, "verify", layer.target):
             verify_archive(
                 artifacts / layer.archive_name, int(layer.meta["archive_size"]), layer.sha256
             )
-            _refuse_foreign(target_dir, layer.target)
+            refuse_foreign(target_dir, layer.target)
 
 
 def deploy_tasks(
@@ -246,7 +99,7 @@ def deploy_tasks(
     target_dir: Path,
     layers: Sequence[PublishedLayer],
     redeploy: Sequence[str] = (),
-    report: Report = _quiet,
+    report: Report = quiet,
 ) -> list[TaskDict]:
     """Per layer, `extract:<install target>` (independent of the other layers, so they extract
     in parallel) and `deploy:<install target>` (compile, post-install, record: after the lower
@@ -258,7 +111,7 @@ def deploy_tasks(
     for layer in sorted(layers, key=lambda layer: -_archive_size(layer.meta)):
         state = target_dir / STATE_DIR / "stamps"
         runtime = layer.target if layer.category == "runtimes" else str(layer.meta["runtime_layer"])
-        uptodate: list[Any] = [(_is_current, [target_dir, layer.target, layer.sha256])]
+        uptodate: list[Any] = [(is_current, [target_dir, layer.target, layer.sha256])]
         if layer.target in redeploy:
             uptodate.append(False)
         meta = dict(layer.meta)
@@ -301,7 +154,7 @@ def _damaged(target_dir: Path, layers: Sequence[PublishedLayer]) -> dict[str, La
     """The selected layers deployed here whose files differ from their recorded manifests."""
     found = {}
     for layer in layers:
-        record = _layer_record(target_dir, layer.target)
+        record = layer_record(target_dir, layer.target)
         if not record.exists():
             continue
         try:
@@ -344,7 +197,7 @@ def deploy(
     artifacts = artifacts.absolute()
     target_dir = target_dir.absolute()
     chosen = list(layers) if layers is not None else select(artifacts, include)
-    report = _relay(progress) if progress is not None else _quiet
+    report = _relay(progress) if progress is not None else quiet
     state = target_dir / STATE_DIR
     _preflight(artifacts, target_dir, chosen, report)
     try:
@@ -390,7 +243,7 @@ def _withdraw(target_dir: Path, result: RunResult) -> None:
         if operation != "extract" or f"deploy:{name}" in done:
             continue
         layer = target_dir / name
-        if _layer_record(target_dir, name).exists() or not layer.is_dir() or layer.is_symlink():
+        if layer_record(target_dir, name).exists() or not layer.is_dir() or layer.is_symlink():
             continue
         try:
             retired = Path(tempfile.mkdtemp(prefix=f".{name}.retired-", dir=target_dir))
@@ -533,7 +386,7 @@ def verify_deployment(target_dir: Path) -> list[LayerDifferences]:
     target_dir = target_dir.absolute()
     return [
         compare(
-            target, read_recorded(_layer_record(target_dir, target), target), target_dir / target
+            target, read_recorded(layer_record(target_dir, target), target), target_dir / target
         )
         for target in deployed_layers(target_dir)
     ]

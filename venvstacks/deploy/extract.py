@@ -333,9 +333,8 @@ def safe_extract(
             check_free_space(members, target_dir.parent)
             _extract_zip(archive, scratch)
         else:
-            streamed = _stream_tar(archive, fmt, scratch, allow_peer_links, expected_root, external)
-            _check_digest(archive, streamed, size, sha256)
-            root = streamed.root or ""
+            root, digest = _stream_tar(archive, fmt, scratch, allow_peer_links, expected_root, external)
+            _check_digest(archive, digest, size, sha256)
         crash_point("deploy-unpacked")
         _move_into_place(scratch / root, target_dir, replace)
     except _NoRoom as exc:
@@ -388,12 +387,6 @@ def _free(folder: Path) -> int:
         return 0
 
 
-class _Streamed:
-    def __init__(self, root: str | None, digest: Digest) -> None:
-        self.root = root
-        self.digest = digest
-
-
 def _stream_tar(
     archive: Path,
     fmt: ArchiveFormat,
@@ -401,7 +394,7 @@ def _stream_tar(
     allow_peer_links: bool,
     expected_root: str | None,
     external: bool,
-) -> _Streamed:
+) -> tuple[str, Digest]:
     checker = StreamChecker(
         expected_root=expected_root,
         allow_peer_links=allow_peer_links,
@@ -412,14 +405,14 @@ def _stream_tar(
         archive, fmt, scratch, checker, _tar_filter(allow_peer_links), external=external
     )
     checker.finish()
-    return _Streamed(checker.root, digest)
+    return checker.root or "", digest
 
 
-def _check_digest(archive: Path, streamed: _Streamed, size: int | None, sha256: str | None) -> None:
+def _check_digest(archive: Path, digest: Digest, size: int | None, sha256: str | None) -> None:
     """The bytes extracted must be the published ones (the file may have changed since)."""
-    if size is not None and streamed.digest.size != size:
-        raise DeployError(f"{archive}: size {streamed.digest.size} bytes, expected {size}")
-    actual = streamed.digest.sha256.hexdigest()
+    if size is not None and digest.size != size:
+        raise DeployError(f"{archive}: size {digest.size} bytes, expected {size}")
+    actual = digest.sha256.hexdigest()
     expected = sha256.lower().removeprefix("sha256:") if sha256 is not None else actual
     if actual != expected:
         raise DeployError(f"{archive}: sha256 {actual}, expected {expected}")
