@@ -333,7 +333,9 @@ def safe_extract(
             check_free_space(members, target_dir.parent)
             _extract_zip(archive, scratch)
         else:
-            root, digest = _stream_tar(archive, fmt, scratch, allow_peer_links, expected_root, external)
+            root, digest = _stream_tar(
+                archive, fmt, scratch, allow_peer_links, expected_root, external
+            )
             _check_digest(archive, digest, size, sha256)
         crash_point("deploy-unpacked")
         _move_into_place(scratch / root, target_dir, replace)
