@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import resource
 import shutil
 import statistics
@@ -164,12 +165,11 @@ def ours(
     seconds = time.perf_counter() - start
     steps: dict[str, float] = defaultdict(float)
     steps["cpu"] = _cpu() - cpu
-    for line in result.stderr.splitlines():
-        if line.startswith("  ok  "):
-            _, name, took, _unit = line.split()
-            step = name.split(":")[0]
-            if step != "deploy":  # the engine's task: compile + postinstall + the record
-                steps[step] += float(took.strip("("))
+    # (anywhere: lines printed by parallel tasks at the same instant may share a line)
+    for name, took in re.findall(r"ok  (\S+) \(([0-9.]+) s\)", result.stderr):
+        step = name.split(":")[0]
+        if step != "deploy":  # the engine's task: compile + postinstall + the record
+            steps[step] += float(took)
     peak = float(result.stderr.rsplit("peak-rss-kb ", 1)[1]) / 1024
     return seconds, dict(steps), peak
 
