@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from fixtures_stacks import VENVSTACKS, StackProject, write_basic_stack
 
-from venvstacks.cli.progress import LEGEND, LineProgress, TaskLineHandler
+from venvstacks.cli.progress import LEGEND, LineProgress, LiveProgress, TaskLineHandler
 from venvstacks.tasks.engine import TaskDict, run_tasks
 
 # ---------------------------------------------------------------------------------------------
@@ -84,6 +84,21 @@ def test_log_lines_outside_tasks_have_no_prefix() -> None:
     handler.setFormatter(logging.Formatter("%(message)s"))
     handler.emit(logging.LogRecord("venvstacks", logging.WARNING, "", 0, "a\nb", None, None))
     assert stream.getvalue() == "a\nb\n"
+
+
+def test_a_warning_during_the_table_is_printed_verbatim_above_it() -> None:
+    from rich.console import Console
+
+    screen = io.StringIO()
+    display = LiveProgress(["lock:a"], console=Console(file=screen, force_terminal=True))
+    handler = TaskLineHandler(io.StringIO())
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    text = "warning: [bold]x[/bold] :smile: y"
+    with display:
+        handler.emit(logging.LogRecord("venvstacks", logging.WARNING, "", 0, text, None, None))
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
+    assert text in shown  # no markup, no emoji codes: the message as logged
+    assert shown.index(text) < shown.rindex("lock")  # above the table's last drawing
 
 
 # ---------------------------------------------------------------------------------------------

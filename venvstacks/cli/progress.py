@@ -304,7 +304,9 @@ class TaskLineHandler(logging.Handler):
             if _DISPLAYS:
                 display = _DISPLAYS[-1]
                 lines = "\n".join(f"{prefix}{line}" for line in text.splitlines())
-                display.console.print(lines, markup=False, highlight=False, soft_wrap=True)
+                display.console.print(
+                    lines, markup=False, highlight=False, emoji=False, soft_wrap=True
+                )
             else:
                 write_lines(self.stream, text, prefix)
         except Exception:  # noqa: BLE001 - logging must never raise (logging's own rule)
