@@ -33,7 +33,7 @@ from typing import IO, Any, Literal
 
 from venvstacks.errors import DeployError, PublishError
 from venvstacks.publish.files import describe_os_error, partial_file
-from venvstacks.publish.xz import XZ_PRESET, ParallelXzWriter
+from venvstacks.publish.xz import XZ_PRESET, ParallelXzWriter, host_machine_code_filter
 
 __all__ = [
     "ARCHIVE_READ_ERRORS",
@@ -211,7 +211,8 @@ def _compressing(
 ) -> Iterator[Any]:
     """A file object that compresses what is written to it into ``sink`` (finished on exit)."""
     if fmt is ArchiveFormat.TAR_XZ:
-        writer = ParallelXzWriter(sink, threads, XZ_PRESET if level is None else level)
+        preset = XZ_PRESET if level is None else level
+        writer = ParallelXzWriter(sink, threads, preset, host_machine_code_filter())
         try:
             yield writer
             writer.finish()

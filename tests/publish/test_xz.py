@@ -1,0 +1,82 @@
+"""The parallel xz writer: one standard xz stream, the same bytes for any thread count, and the
+x86 branch filter on x86 hosts, read back by the system's xz and by Python's lzma."""
+
+from __future__ import annotations
+
+import io
+import lzma
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from venvstacks.publish import xz as xz_module
+from venvstacks.publish.xz import ParallelXzWriter, host_machine_code_filter
+
+CHUNK = 256 * 1024
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small chunks keep the test quick; the block logic is the same at any chunk size."""
+    monkeypatch.setattr(xz_module, "XZ_CHUNK_SIZE", CHUNK)
+
+
+def _machine_code_like(size: int) -> bytes:
+    """Bytes with many x86 `call rel32` instructions to a few targets (what BCJ helps with)."""
+    rng = random.Random(7)
+    out = bytearray()
+    targets = [rng.randrange(1 << 20) for _ in range(64)]
+    while len(out) < size:
+        pos = len(out)
+        out += rng.randbytes(rng.randrange(3, 12))
+        out += b"\xe8" + ((rng.choice(targets) - pos - 5) & 0xFFFFFFFF).to_bytes(4, "little")
+    return bytes(out[:size])
+
+
+def _compress(data: bytes, threads: int, x86: bool) -> bytes:
+    sink = io.BytesIO()
+    writer = ParallelXzWriter(sink, threads, 1, x86)
+    try:
+        for start in range(0, len(data), 1_000_003):
+            writer.write(data[start : start + 1_000_003])
+        writer.finish()
+    finally:
+        writer.shutdown()
+    return sink.getvalue()
+
+
+@pytest.mark.parametrize("x86", [False, True])
+def test_one_stream_read_back_whole_and_independent_of_threads(x86: bool, tmp_path: Path) -> None:
+    data = _machine_code_like(2 * CHUNK + 12345)
+    one = _compress(data, 1, x86)
+    assert _compress(data, 3, x86) == one
+    assert lzma.decompress(one) == data
+    xz = shutil.which("xz")
+    if xz is None:
+        pytest.skip("the system xz is not installed")
+    archive = tmp_path / "data.xz"
+    archive.write_bytes(one)
+    listing = subprocess.run(
+        [xz, "--list", "-vv", str(archive)], capture_output=True, text=True, check=False
+    )
+    assert listing.returncode == 0, listing.stderr
+    assert ("--x86" in listing.stdout) is x86
+    assert listing.stdout.count("--lzma2") == 3  # one block per chunk
+    out = subprocess.run([xz, "-dc", str(archive)], capture_output=True, check=True).stdout
+    assert out == data
+
+
+def test_the_x86_filter_makes_machine_code_smaller() -> None:
+    data = _machine_code_like(CHUNK)
+    assert len(_compress(data, 1, True)) < 0.97 * len(_compress(data, 1, False))
+
+
+@pytest.mark.parametrize(
+    ("machine", "expected"),
+    [("x86_64", True), ("AMD64", True), ("i686", True), ("aarch64", False), ("arm64", False)],
+)
+def test_the_filter_follows_the_host_machine(machine: str, expected: bool) -> None:
+    assert host_machine_code_filter(machine) is expected
