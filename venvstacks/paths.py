@@ -1,12 +1,15 @@
-"""Canonical spellings of paths, so that state is keyed on one spelling per file. Pure (no I/O
-beyond resolving symlinks)."""
+"""Canonical spellings of paths, so that state is keyed on one spelling per file, and the one
+location of venvstacks' user cache. Pure (no I/O beyond resolving symlinks)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["canonical_dir", "canonical_file"]
+__all__ = ["CACHE_DIR_ENV", "canonical_dir", "canonical_file", "default_cache_dir"]
+
+CACHE_DIR_ENV = "VENVSTACKS_CACHE_DIR"
 
 
 def canonical_dir(path: Path | str) -> Path:
@@ -27,3 +30,18 @@ def canonical_file(path: Path | str) -> Path:
     """
     absolute = Path(path).expanduser().absolute()
     return canonical_dir(absolute.parent) / absolute.name
+
+
+def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """`$VENVSTACKS_CACHE_DIR`, else `$XDG_CACHE_HOME/venvstacks`, else `~/.cache/venvstacks`.
+
+    A relative `XDG_CACHE_HOME` is ignored, as the XDG base directory specification says.
+    The layer cache and the registry mount record both live here.
+    """
+    env = os.environ if environ is None else environ
+    if env.get(CACHE_DIR_ENV):
+        return Path(env[CACHE_DIR_ENV]).expanduser().absolute()
+    xdg = env.get("XDG_CACHE_HOME")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "venvstacks"
+    return Path.home() / ".cache" / "venvstacks"

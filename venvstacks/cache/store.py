@@ -33,6 +33,7 @@ from typing import IO, TYPE_CHECKING, Any
 from venvstacks.cache.manifest import ManifestEntry, scan_tree, verify_tree
 from venvstacks.cache.restore import copy_file, place_file
 from venvstacks.errors import StackError
+from venvstacks.paths import CACHE_DIR_ENV, default_cache_dir
 
 if TYPE_CHECKING:
     from venvstacks.cache.remote import RemoteCache
@@ -47,7 +48,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-CACHE_DIR_ENV = "VENVSTACKS_CACHE_DIR"
 STORE_VERSION = "v1"
 MANIFEST_FORMAT = "venvstacks-cache-entry-1"
 KINDS = ("lock", "env")
@@ -56,17 +56,6 @@ _STALE_TMP_SECONDS = 24 * 3600
 
 class CacheError(StackError):
     """The layer cache cannot be used as asked (bad digest, unwritable folder, bad size)."""
-
-
-def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """`$VENVSTACKS_CACHE_DIR`, else `$XDG_CACHE_HOME/venvstacks`, else `~/.cache/venvstacks`."""
-    env = os.environ if environ is None else environ
-    if env.get(CACHE_DIR_ENV):
-        return Path(env[CACHE_DIR_ENV]).expanduser().absolute()
-    xdg = env.get("XDG_CACHE_HOME")
-    if xdg and Path(xdg).is_absolute():
-        return Path(xdg) / "venvstacks"
-    return Path.home() / ".cache" / "venvstacks"
 
 
 def _hex(digest: str) -> str:

@@ -12,26 +12,19 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-__all__ = ["MountRecord", "cache_root"]
+from venvstacks.paths import default_cache_dir
+
+__all__ = ["MountRecord"]
 
 _MAX_DIGESTS = 4096  # per registry; the oldest are forgotten first
 _MAX_CANDIDATES = 3
-
-
-def cache_root(environ: Mapping[str, str] | None = None) -> Path:
-    """`$VENVSTACKS_CACHE_DIR`, else `$XDG_CACHE_HOME/venvstacks`, else `~/.cache/venvstacks`."""
-    env = os.environ if environ is None else environ
-    if env.get("VENVSTACKS_CACHE_DIR"):
-        return Path(env["VENVSTACKS_CACHE_DIR"])
-    base = Path(env["XDG_CACHE_HOME"]) if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
-    return base / "venvstacks"
 
 
 class MountRecord:
     """`{registry: {digest: [repository, ...]}}` in `<cache>/oci/blobs.json`."""
 
     def __init__(self, path: Path | None = None) -> None:
-        self.path = path or cache_root() / "oci" / "blobs.json"
+        self.path = path or default_cache_dir() / "oci" / "blobs.json"
 
     def _load(self) -> dict[str, dict[str, list[str]]]:
         try:
