@@ -37,15 +37,24 @@ def test_misused_registry_options_are_usage_errors(
             ["publish", "missing.toml", "--to", "oci://h:1/team", "--tag", "-x"],
             "not a valid OCI tag",
         ),
-        (["deploy", "oci://h:1", "target"], "expected oci://HOST"),
     ],
 )
-def test_bad_references_are_one_line_errors(
+def test_malformed_registry_options_are_usage_errors(
     argv: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
+    """Like click's own value checks (`--format bogus`): exit 2, the option named."""
     monkeypatch.chdir(tmp_path)
-    assert main(argv) == 1
+    assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+    assert err[-1].startswith("Error: Invalid value for '--") and message in err[-1], err
+
+
+def test_a_bad_deploy_source_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["deploy", "oci://h:1", "target"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "expected oci://HOST" in err[0]
     assert not (tmp_path / "target").exists()

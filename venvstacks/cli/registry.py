@@ -120,6 +120,16 @@ def transport_options(func: F) -> F:
     return cast(F, _decorate(wrapper, _TRANSPORT_OPTIONS))
 
 
+def _option_value(option: str, check: Callable[[], object]) -> None:
+    """Run ``check`` on an option's value; a malformed value is a usage error (exit 2)."""
+    from venvstacks.errors import StackError
+
+    try:
+        check()
+    except StackError as exc:
+        raise click.BadParameter(str(exc), param_hint=f"'{option}'") from None
+
+
 def _push_request(
     push_to: str | None,
     push_tag: str,
@@ -130,8 +140,8 @@ def _push_request(
     if push_to is not None:
         from venvstacks.oci.reference import check_tag, parse_reference
 
-        parse_reference(push_to, allow_tag=False)
-        check_tag(push_tag)
+        _option_value("--to", lambda: parse_reference(push_to, allow_tag=False))
+        _option_value("--tag", lambda: check_tag(push_tag))
         transport.options()
         return PushRequest(push_to, push_tag, mount_from, transport)
     if mount_from or push_tag != "latest":
@@ -204,7 +214,7 @@ def build_registry_options(func: F) -> F:
         if remote_cache is not None:
             from venvstacks.oci.reference import parse_reference
 
-            parse_reference(remote_cache, allow_tag=False)
+            _option_value("--remote-cache", lambda: parse_reference(remote_cache, allow_tag=False))
             transport.options()
             remote = RemoteCache(
                 remote_cache, remote_cache_read_only, plain_http, insecure, ca_file
