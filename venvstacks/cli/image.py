@@ -239,11 +239,14 @@ def image(
     from venvstacks.image.platforms import host_platform, parse_platform, platform_tag, write_index
     from venvstacks.image.refs import parse_image_ref
 
-    prefix = _check_prefix(prefix)
-    base_ref = parse_image_ref(base_text, "--base")
-    dest_ref = parse_image_ref(dest_text, "--to")
+    try:  # malformed option values are usage errors (exit 2), like click's own checks
+        prefix = _check_prefix(prefix)
+        base_ref = parse_image_ref(base_text, "--base")
+        dest_ref = parse_image_ref(dest_text, "--to")
+        wanted = list(dict.fromkeys(parse_platform(p) for p in platforms))
+    except StackError as exc:
+        raise click.UsageError(str(exc)) from None
     host = host_platform(str(build_platform()))
-    wanted = list(dict.fromkeys(parse_platform(p) for p in platforms))
     if len(wanted) == 1 and wanted[0] != host:
         raise StackError(
             f"this machine builds {host} images; build the {wanted[0]} image on a {wanted[0]} "
