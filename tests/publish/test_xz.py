@@ -80,3 +80,63 @@ def test_the_x86_filter_makes_machine_code_smaller() -> None:
 )
 def test_the_filter_follows_the_host_machine(machine: str, expected: bool) -> None:
     assert host_machine_code_filter(machine) is expected
+
+
+@pytest.mark.parametrize("threads", [2, 8])
+def test_pending_chunks_stay_within_threads_and_budget(threads: int) -> None:
+    data = _machine_code_like(12 * CHUNK + 99)
+    sink = io.BytesIO()
+    writer = ParallelXzWriter(sink, threads, 0, budget=5 * CHUNK)
+    try:
+        for start in range(0, len(data), 100_003):
+            writer.write(data[start : start + 100_003])
+        writer.finish()
+    finally:
+        writer.shutdown()
+    assert lzma.decompress(sink.getvalue()) == data
+    # one chunk being filled + at most threads + 1 in flight, and never over the byte budget
+    assert writer.max_pending == min(threads + 1, 4)
+    assert writer.peak_pending <= writer.max_pending
+
+
+def _traced_peak(chunks: int, threads: int, budget: int) -> int:
+    import tracemalloc
+
+    piece = _machine_code_like(CHUNK // 4)
+    tracemalloc.start()
+    try:
+        writer = ParallelXzWriter(_CountingSink(), threads, 0, budget=budget)
+        try:
+            for _ in range(4 * chunks):
+                writer.write(piece)
+            writer.finish()
+        finally:
+            writer.shutdown()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_held_does_not_grow_with_the_input() -> None:
+    """tracemalloc sees the chunks, the compressed blocks and liblzma's working memory (Python's
+    lzma allocates through PyMem_RawMalloc): 8x the input, the same peak, within the budget
+    plus one encoder per thread (a few MiB each at preset 0)."""
+    small = _traced_peak(8, 4, 4 * CHUNK)
+    large = _traced_peak(64, 4, 4 * CHUNK)
+    assert large < small * 1.2 + CHUNK, (small, large)
+    assert large < 4 * CHUNK + 4 * 4 * 1024 * 1024, large
+
+
+class _CountingSink(io.RawIOBase):
+    """A sink that keeps no bytes, only their count."""
+
+    def __init__(self) -> None:
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object) -> int:
+        size = memoryview(data).nbytes  # type: ignore[arg-type]
+        self.size += size
+        return size
