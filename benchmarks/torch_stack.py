@@ -93,8 +93,10 @@ def clean_env() -> dict[str, str]:
     return env
 
 
-def measure(argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> Run:
-    """Run ``argv`` (exit on failure); wall, CPU of the process tree, largest peak RSS."""
+def measure(
+    argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None, ok: int = 0
+) -> Run:
+    """Run ``argv`` (exit on a code above ``ok``); wall, CPU of the process tree, peak RSS."""
     start = time.perf_counter()
     with subprocess.Popen(
         argv, cwd=cwd, env=env or clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -104,7 +106,7 @@ def measure(argv: list[str], cwd: Path | None = None, env: dict[str, str] | None
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
-    if proc.returncode != 0:
+    if not 0 <= proc.returncode <= ok:
         sys.exit(f"{' '.join(map(str, argv))} failed ({proc.returncode}):\n{output.decode()}")
     return Run(wall, usage.ru_utime + usage.ru_stime, 0.0, usage.ru_maxrss / 1024)
 
@@ -213,8 +215,9 @@ def deploy_floor(archives: list[Path], fmt: str, dest: Path) -> dict[str, Run]:
     )
     runtime = next(p for p in dest.iterdir() if p.name.startswith("cpython"))
     libs = [str(p / "lib") for p in sorted(dest.iterdir()) if (p / "lib").is_dir()]
+    # (exit 1: torch ships a few test files with Python 3.12 syntax, skipped as deploy does)
     steps["compile"] = measure(
-        [str(runtime / "bin" / "python"), "-m", "compileall", "-q", "-j", "0", *libs]
+        [str(runtime / "bin" / "python"), "-m", "compileall", "-q", "-j", "0", *libs], ok=1
     )
     return steps
 

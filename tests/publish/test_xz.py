@@ -140,3 +140,22 @@ class _CountingSink(io.RawIOBase):
         size = memoryview(data).nbytes  # type: ignore[arg-type]
         self.size += size
         return size
+
+
+def test_blocks_state_their_sizes_so_xz_can_decompress_them_in_parallel(tmp_path: Path) -> None:
+    """xz's threaded decoder (`xz -T0`, as deploy runs it) only splits a stream whose block
+    headers carry the compressed and uncompressed sizes (`xz -lvv` flags `cu`)."""
+    xz = shutil.which("xz")
+    if xz is None:
+        pytest.skip("the system xz is not installed")
+    data = _machine_code_like(3 * CHUNK + 777)
+    archive = tmp_path / "data.xz"
+    archive.write_bytes(_compress(data, 2, True))
+    listing = subprocess.run(
+        [xz, "--robot", "-lvv", str(archive)], capture_output=True, text=True, check=True
+    ).stdout
+    blocks = [line.split("\t") for line in listing.splitlines() if line.startswith("block\t")]
+    assert len(blocks) == 4
+    assert all(fields[12] == "cu" for fields in blocks), listing
+    out = subprocess.run([xz, "-T2", "-dc", str(archive)], capture_output=True, check=True)
+    assert out.stdout == data

@@ -12,6 +12,7 @@ import collections
 import lzma
 import platform
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import IO
 
 __all__ = [
@@ -77,14 +78,44 @@ def _read_xz_varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-_Blocks = tuple[bytes, int, int, list[tuple[int, int]]]
-"""A compressed chunk: its xz stream, where its blocks start and end in it, its index records."""
+_CHECK_SIZE = 8  # CRC64
+_SIZES_PRESENT = 0xC0  # block flags: compressed and uncompressed sizes in the header
+
+
+@dataclass
+class _Blocks:
+    """A compressed chunk: per block, its new header and where the rest of it lies in ``stream``
+    (kept in place, never copied); the index records of its blocks."""
+
+    stream: bytes
+    parts: list[tuple[bytes, int, int]]
+    records: list[tuple[int, int]]
+
+
+def _sized_block_header(header: bytes, compressed: int, uncompressed: int) -> bytes:
+    """``header`` (one block's) rewritten to state both sizes, as xz's own threaded encoder
+    does: multi-threaded decoders (``xz -T0``) only split streams whose blocks carry them."""
+    flags = header[1]
+    pos = 2
+    for bit in (0x40, 0x80):
+        if flags & bit:
+            _, pos = _read_xz_varint(header, pos)
+    filters_start = pos
+    for _ in range((flags & 0x03) + 1):
+        _, pos = _read_xz_varint(header, pos)  # filter id
+        size, pos = _read_xz_varint(header, pos)
+        pos += size
+    body = bytearray([0, (flags & 0x03) | _SIZES_PRESENT])
+    body += _xz_varint(compressed) + _xz_varint(uncompressed) + header[filters_start:pos]
+    body += b"\x00" * (-(len(body) + 4) % 4)
+    body[0] = (len(body) + 4) // 4 - 1
+    return bytes(body) + binascii.crc32(body).to_bytes(4, "little")
 
 
 def _xz_blocks(
     chunk: bytes | bytearray | memoryview, preset: int = XZ_PRESET, x86: bool = False
 ) -> _Blocks:
-    """Compress ``chunk``; the blocks are ``stream[start:end]`` (kept in place, never copied)."""
+    """Compress ``chunk`` into whole xz blocks (with their sizes in their headers)."""
     stream = lzma.compress(
         chunk, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=_filters(preset, x86)
     )
@@ -92,12 +123,20 @@ def _xz_blocks(
     index_start = len(stream) - _XZ_FOOTER_SIZE - (backward_size + 1) * 4
     index = stream[index_start:-_XZ_FOOTER_SIZE]
     count, pos = _read_xz_varint(index, 1)
+    parts = []
     records = []
+    block = _XZ_HEADER_SIZE
     for _ in range(count):
         unpadded, pos = _read_xz_varint(index, pos)
         uncompressed, pos = _read_xz_varint(index, pos)
-        records.append((unpadded, uncompressed))
-    return stream, _XZ_HEADER_SIZE, index_start, records
+        header_size = (stream[block] + 1) * 4
+        compressed = unpadded - header_size - _CHECK_SIZE
+        header = _sized_block_header(stream[block : block + header_size], compressed, uncompressed)
+        end = block + unpadded + (-unpadded % 4)
+        parts.append((header, block + header_size, end))
+        records.append((len(header) + compressed + _CHECK_SIZE, uncompressed))
+        block = end
+    return _Blocks(stream, parts, records)
 
 
 def _xz_stream_header() -> bytes:
@@ -179,10 +218,11 @@ class ParallelXzWriter:
         self.peak_pending = max(self.peak_pending, len(self._pending))
 
     def _emit(self, compressed: _Blocks) -> None:
-        stream, start, end, records = compressed
-        with memoryview(stream) as view:
-            self._sink.write(view[start:end])
-        self._records += records
+        with memoryview(compressed.stream) as view:
+            for header, start, end in compressed.parts:
+                self._sink.write(header)
+                self._sink.write(view[start:end])
+        self._records += compressed.records
 
     def finish(self) -> None:
         """Compress what is left and write the stream's index and footer."""
