@@ -66,7 +66,7 @@ TORCH = """
 [[frameworks]]
 name = "torch"
 runtime = "cpython-3.11"
-requirements = ["torch"]
+requirements = ["torch==2.13.0+cpu"]  # the local CPU wheel, never PyPI's CUDA build
 """
 
 # Runs argv and adds the largest RSS among its processes (waited for) to stderr.
