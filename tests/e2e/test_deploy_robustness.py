@@ -110,11 +110,28 @@ def test_verify_flags_modes_and_symlinks_and_repair_restores(published: Publishe
         in out
     )
     assert f"  missing: {site}/helper_b.py" in out and f"  added: {site}/stray.py" in out
-    # Without --repair, deploy changes nothing (the archives did not change).
-    assert "(0 updated" in published.deploy(deployed).stdout
-    repaired = published.deploy(deployed, "--repair")
-    assert "(3 updated" in repaired.stdout
+    # A plain deploy sees by lstat alone (size, mtime, mode; no file read) that the three
+    # layers changed since they were deployed, says so, and deploys them again.
+    again = published.deploy(deployed)
+    assert "(3 updated" in again.stdout
     for target in (RUNTIME, "app-a", "app-b@1"):
+        assert f"{target}: " in again.stderr and "changed since it was deployed" in again.stderr
+    assert project.run("verify", str(deployed)).returncode == 0
+    assert "(0 updated" in published.deploy(deployed).stdout
+    # What lstat cannot see (same size, mtime put back; an added file) is verify's and
+    # --repair's: they read the contents.
+    edited = deployed / RUNTIME / site / "vs_base" / "__init__.py"
+    info = edited.stat()
+    data = edited.read_bytes()
+    edited.write_bytes(bytes([data[0] ^ 0x20]) + data[1:])
+    os.utime(edited, ns=(info.st_atime_ns, info.st_mtime_ns))
+    (deployed / "app-b@1" / site / "stray.py").write_text("")
+    assert "(0 updated" in published.deploy(deployed).stdout
+    flagged = project.run("verify", str(deployed), check=False)
+    assert flagged.returncode == 1 and f"  changed: {site}/vs_base/__init__.py" in flagged.stdout
+    repaired = published.deploy(deployed, "--repair")
+    assert "(2 updated" in repaired.stdout
+    for target in (RUNTIME, "app-b@1"):
         assert f"repairing {target}" in repaired.stderr and f"repaired {target}" in repaired.stderr
     assert project.run("verify", str(deployed)).returncode == 0
     assert "vs_frame2" in project.run("run", str(deployed), "a").stdout

@@ -27,6 +27,7 @@ from venvstacks.deploy.layer import (
     STATE_DIR,
     STEPS,
     Report,
+    changed_since_deployed,
     extract_layer,
     finish_layer,
     is_current,
@@ -87,6 +88,12 @@ def _preflight(
         if is_current(target_dir, layer.target, layer.sha256):
             report("skip", f"verify:{layer.target}", None)
             continue
+        changed = changed_since_deployed(target_dir, layer.target, layer.sha256)
+        if changed is not None:
+            _log.warning(
+                "%s: %s changed since it was deployed; deploying the layer again from %s",
+                layer.target, changed, layer.archive_name,
+            )  # fmt: skip
         with step(report, "verify", layer.target):
             verify_archive(
                 artifacts / layer.archive_name, int(layer.meta["archive_size"]), layer.sha256
@@ -111,9 +118,12 @@ def deploy_tasks(
     for layer in sorted(layers, key=lambda layer: -_archive_size(layer.meta)):
         state = target_dir / STATE_DIR / "stamps"
         runtime = layer.target if layer.category == "runtimes" else str(layer.meta["runtime_layer"])
-        uptodate: list[Any] = [(is_current, [target_dir, layer.target, layer.sha256])]
-        if layer.target in redeploy:
-            uptodate.append(False)
+        # Decided once per layer here (it reads the record and lstats every file), under the
+        # target's lock: both tasks of the layer share the answer.
+        current = layer.target not in redeploy and is_current(
+            target_dir, layer.target, layer.sha256
+        )
+        uptodate: list[Any] = [current]
         meta = dict(layer.meta)
         extract = (extract_layer, None, artifacts, target_dir, meta)
         finish = (finish_layer, str(state / f"deploy.{layer.target}.json"), target_dir, meta)
@@ -329,7 +339,12 @@ def exported_layers(folder: Path) -> dict[str, dict[str, Any]] | None:
         entries = layers.get(category, []) if isinstance(layers, dict) else []
         for meta in entries if isinstance(entries, list) else []:
             target = meta.get("install_target") if isinstance(meta, dict) else None
-            if isinstance(target, str) and target and "/" not in target and target not in (".", ".."):
+            if (
+                isinstance(target, str)
+                and target
+                and "/" not in target
+                and target not in (".", "..")
+            ):
                 found[target] = {**meta, "category": category}
     return found
 

@@ -18,7 +18,13 @@ from typing import Any
 
 from venvstacks.deploy.extract import safe_extract
 from venvstacks.deploy.published import PublishedLayer
-from venvstacks.deploy.verify import LAYER_CONFIG, file_manifest, layer_site_dir
+from venvstacks.deploy.verify import (
+    LAYER_CONFIG,
+    file_manifest,
+    file_stats,
+    first_changed,
+    layer_site_dir,
+)
 from venvstacks.errors import DeployError
 from venvstacks.publish.crashpoints import crash_point
 from venvstacks.publish.files import describe_os_error
@@ -28,6 +34,7 @@ __all__ = [
     "STATE_DIR",
     "STEPS",
     "Report",
+    "changed_since_deployed",
     "extract_layer",
     "finish_layer",
     "is_current",
@@ -124,6 +131,7 @@ def finish_layer(
             "archive": Path(archive).name,
             "sha256": expected,
             "files": manifest,
+            "stats": file_stats(layer_dir, manifest),
         }
         write_json(layer_record(target_dir, name), record)
     except OSError as exc:
@@ -178,14 +186,34 @@ def refuse_foreign(target_dir: Path, name: str) -> None:
     )
 
 
-def is_current(target_dir: Path, name: str, sha256: str) -> bool:
-    """True when the layer was deployed here from an archive with this sha256 and is present.
-
-    The one rule for "nothing to do", used both by the preflight checks and by the task.
-    """
+def _record(target_dir: Path, name: str) -> dict[str, Any] | None:
     try:
         recorded = json.loads(layer_record(target_dir, name).read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
+def changed_since_deployed(target_dir: Path, name: str, sha256: str) -> str | None:
+    """A file of a layer deployed here from this archive that changed since (by ``lstat``:
+    size, mtime or mode; or gone), else None. Records without stats tell nothing."""
+    recorded = _record(target_dir, name)
+    if recorded is None or recorded.get("sha256") != sha256:
+        return None
+    stats = recorded.get("stats")
+    return first_changed(target_dir / name, stats) if isinstance(stats, dict) else None
+
+
+def is_current(target_dir: Path, name: str, sha256: str) -> bool:
+    """True when the layer was deployed here from an archive with this sha256, is present, and
+    none of its files changed since (by ``lstat``, see `changed_since_deployed`).
+
+    The one rule for "nothing to do", used both by the preflight checks and by the task.
+    """
+    recorded = _record(target_dir, name)
+    if recorded is None or recorded.get("sha256") != sha256:
         return False
-    same = isinstance(recorded, dict) and recorded.get("sha256") == sha256
-    return same and _layer_present(target_dir / name)
+    if not _layer_present(target_dir / name):
+        return False
+    stats = recorded.get("stats")
+    return not isinstance(stats, dict) or first_changed(target_dir / name, stats) is None

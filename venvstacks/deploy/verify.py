@@ -5,6 +5,10 @@ For every published entry of a layer the record holds ``<sha256> <mode>`` for a 
 (its target, never followed). Files written by post-install (``pyvenv.cfg``, the layer's
 ``sitecustomize.py``) and ``__pycache__`` folders are not part of it. Records written before modes
 were kept (a bare ``<sha256>``) are compared on content only.
+
+The record also keeps each entry's ``lstat`` (size, mtime, mode) as it was left by the deploy:
+a plain `deploy` compares those (no file is read) to notice a layer edited, truncated, chmodded
+or thinned since, and deploys it again; `verify` and ``deploy --repair`` compare contents.
 """
 
 from __future__ import annotations
@@ -13,13 +17,21 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from venvstacks.errors import DeployError
 
-__all__ = ["LayerDifferences", "compare", "file_manifest", "layer_site_dir", "read_recorded"]
+__all__ = [
+    "LayerDifferences",
+    "compare",
+    "file_manifest",
+    "file_stats",
+    "first_changed",
+    "layer_site_dir",
+    "read_recorded",
+]
 
 LAYER_CONFIG = Path("share/venv/metadata/venvstacks_layer.json")
 _POSTINSTALL_OUTPUTS = ("pyvenv.cfg",)
@@ -86,6 +98,27 @@ def file_manifest(layer_dir: Path, site_dir: str | None) -> dict[str, str]:
         if rel not in skip:
             result[rel] = _entry(path)
     return result
+
+
+def _stat_entry(info: os.stat_result) -> list[int]:
+    return [info.st_size, info.st_mtime_ns, info.st_mode]
+
+
+def file_stats(layer_dir: Path, names: Iterable[str]) -> dict[str, list[int]]:
+    """``[size, mtime_ns, mode]`` of each named entry (symlinks not followed)."""
+    return {name: _stat_entry((layer_dir / name).lstat()) for name in names}
+
+
+def first_changed(layer_dir: Path, stats: Mapping[str, object]) -> str | None:
+    """The first entry whose ``lstat`` differs from ``stats`` (or is gone); None if none."""
+    for name, expected in stats.items():
+        try:
+            info = (layer_dir / name).lstat()
+        except OSError:
+            return name
+        if _stat_entry(info) != expected:
+            return name
+    return None
 
 
 def layer_site_dir(layer_dir: Path) -> str | None:
