@@ -159,3 +159,36 @@ def test_blocks_state_their_sizes_so_xz_can_decompress_them_in_parallel(tmp_path
     assert all(fields[12] == "cu" for fields in blocks), listing
     out = subprocess.run([xz, "-T2", "-dc", str(archive)], capture_output=True, check=True)
     assert out.stdout == data
+
+
+def test_writers_of_one_process_share_cpus_plus_one_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Layers are archived in parallel: the chunks in flight across all writers stay within
+    the process-wide limit, every writer still finishes, and every slot is given back."""
+    import threading
+
+    slots = xz_module._Slots(3)
+    monkeypatch.setattr(xz_module, "_SLOTS", slots)
+    data = _machine_code_like(8 * CHUNK + 5)
+    results: list[bytes] = []
+
+    def one() -> None:
+        results.append(_compress(data, 4, True))
+
+    workers = [threading.Thread(target=one) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(results) == 3
+    assert all(lzma.decompress(result) == data for result in results)
+    assert 1 <= slots.peak <= 3
+    assert slots.used == 0
+
+
+def test_a_failed_writer_gives_its_slots_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    slots = xz_module._Slots(3)
+    monkeypatch.setattr(xz_module, "_SLOTS", slots)
+    writer = ParallelXzWriter(io.BytesIO(), 2, 0)
+    writer.write(_machine_code_like(3 * CHUNK))
+    writer.shutdown()  # as after an error while writing: pending chunks are dropped
+    assert slots.used == 0

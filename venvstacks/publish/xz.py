@@ -10,7 +10,9 @@ from __future__ import annotations
 import binascii
 import collections
 import lzma
+import os
 import platform
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO
@@ -156,13 +158,44 @@ def _xz_stream_end(records: list[tuple[int, int]]) -> bytes:
     return bytes(index) + footer_crc + backward_size + _XZ_STREAM_FLAGS + b"YZ"
 
 
+class _Slots:
+    """Chunks queued or being compressed at once in this process, across all writers: layers
+    are archived in parallel, and more chunks in flight than CPUs (plus one queued, so that no
+    worker waits for the tar stream) only cost memory."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.peak = 0
+        self._cond = threading.Condition()
+
+    def take(self, wait: bool) -> bool:
+        with self._cond:
+            while self.used >= self.limit:
+                if not wait:
+                    return False
+                self._cond.wait()
+            self.used += 1
+            self.peak = max(self.peak, self.used)
+            return True
+
+    def give(self) -> None:
+        with self._cond:
+            self.used -= 1
+            self._cond.notify()
+
+
+_SLOTS = _Slots((os.cpu_count() or 1) + 1)
+
+
 class ParallelXzWriter:
     """A write-only file object producing one xz stream from blocks compressed on worker threads.
 
     The chunk boundaries depend only on the byte count, so the output never depends on threads.
     Memory is bounded whatever the input size: one chunk being filled plus at most
-    `max_pending` chunks queued or being compressed (``threads + 1``, capped by
-    ``budget`` bytes in all); the tar stream is copied once into its chunk, never sliced again.
+    `max_pending` chunks queued or being compressed (``threads + 1``, capped by ``budget``
+    bytes in all), and no more than CPUs + 1 such chunks across all the writers of the process;
+    the tar stream is copied once into its chunk, never sliced again.
     """
 
     def __init__(
@@ -212,10 +245,22 @@ class ParallelXzWriter:
         if self._pool is None:
             self._emit(_xz_blocks(chunk, self._preset, self._x86))
             return
-        while len(self._pending) >= self.max_pending:
-            self._emit(self._pending.popleft().result())
+        # A chunk slot of this process: drain our own oldest block to free one, else wait for
+        # another writer's (no writer waits while holding a slot it could free itself).
+        while len(self._pending) >= self.max_pending or not _SLOTS.take(wait=False):
+            if not self._pending:
+                _SLOTS.take(wait=True)
+                break
+            self._emit_oldest()
         self._pending.append(self._pool.submit(_xz_blocks, chunk, self._preset, self._x86))
         self.peak_pending = max(self.peak_pending, len(self._pending))
+
+    def _emit_oldest(self) -> None:
+        try:
+            compressed = self._pending.popleft().result()
+        finally:
+            _SLOTS.give()
+        self._emit(compressed)
 
     def _emit(self, compressed: _Blocks) -> None:
         with memoryview(compressed.stream) as view:
@@ -231,10 +276,13 @@ class ParallelXzWriter:
             self._chunk = bytearray()
             self._filled = 0
         while self._pending:
-            self._emit(self._pending.popleft().result())
+            self._emit_oldest()
         self._sink.write(_xz_stream_end(self._records))
 
     def shutdown(self) -> None:
         """Stop the worker threads (pending work is dropped after a failure)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+            for _ in self._pending:
+                _SLOTS.give()
+            self._pending.clear()
