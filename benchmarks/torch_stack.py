@@ -153,9 +153,7 @@ class Stack:
         self.project.mkdir(exist_ok=True)
         for source in SPEC.glob("*.py"):
             shutil.copy2(source, self.project / source.name)
-        spec = self.project / "venvstacks.toml"
-        if not spec.exists():
-            shutil.copy2(SPEC / "venvstacks.toml", spec)
+        shutil.copy2(SPEC / "venvstacks.toml", self.project / "venvstacks.toml")
         self.cli(["lock", "venvstacks.toml", *self.common()])
 
     def cli(self, args: list[str]) -> Run:
@@ -303,12 +301,22 @@ def main() -> None:
     cold = stack.cold_build_publish()
     layers = stack.layers()
     installed = sum(
-        f.stat().st_size for n in layers for f in (stack.build_dir / n).rglob("*") if f.is_file()
+        f.lstat().st_size
+        for n in layers
+        for f in (stack.build_dir / n).rglob("*")
+        if f.is_file() and not f.is_symlink()
     )
     copy = copy_floor(stack.build_dir, layers, work / "copy")
     compress, floor_size = compress_floor(
         stack.build_dir, layers, args.format, work / f"floor.{args.format}"
     )
+    original: dict[str, int] = {}
+    original_cpu = 0.0
+    cached = False
+    if not args.no_original:
+        original, original_cpu, cached = original_sizes(
+            stack.build_dir, layers, work / "original-sizes.json"
+        )
     publish = stack.publish_fresh(work / "republished")
     ours_sizes = {a.name: a.stat().st_size for a in stack.archives()}
 
@@ -323,13 +331,6 @@ def main() -> None:
     app_compress, _ = compress_floor(
         stack.build_dir, [app], args.format, work / f"floor-app.{args.format}"
     )
-    original: dict[str, int] = {}
-    original_cpu = 0.0
-    cached = False
-    if not args.no_original:
-        original, original_cpu, cached = original_sizes(
-            stack.build_dir, layers, work / "original-sizes.json"
-        )
     load_end = os.getloadavg()
 
     if not args.keep:
@@ -355,9 +356,11 @@ def main() -> None:
 
     def row(name: str, ours: Run, floor_wall: float, floor_cpu: float, rss: bool = True) -> None:
         rss_cols = f"{ours.rss_self:.0f} | {ours.rss_max:.0f}" if rss else " | "
+        # (a floor of a few KB of copying says nothing: the change's real cost is uv's)
+        ratio = f"{ours.wall / floor_wall:.2f}x" if floor_wall >= 0.1 else "n/a"
         print(
-            f"| {name} | {fmt_run(ours)} | {floor_wall:.1f} | {floor_cpu:.1f} | "
-            f"{ours.wall / floor_wall:.2f}x | {rss_cols} |"
+            f"| {name} | {fmt_run(ours)} | {floor_wall:.2f} | {floor_cpu:.2f} | "
+            f"{ratio} | {rss_cols} |"
         )
 
     row("cold build + publish (floor: cp -a + compress)", cold,
