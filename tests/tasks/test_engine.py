@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -640,3 +641,41 @@ def test_second_process_with_wait_blocks_until_release(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     # While the child held the lock, the file named the child, not us.
     assert acquired.read_text() == f"venvstacks (pid {proc.pid})\n"
+
+
+_HOLDER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from venvstacks.tasks.engine import build_dir_lock
+
+    with build_dir_lock(Path(sys.argv[1])):
+        print("held", flush=True)
+        sys.stdin.read()  # until the test closes our stdin
+    """
+)
+
+
+def test_waiting_for_another_process_is_counted(tmp_path: Path) -> None:
+    """What a build read of its build dir before it waited may be stale (another build ran
+    meanwhile): `lock_waits` tells, and `StackTasks.lock_valid` forgets its answers then."""
+    from venvstacks.tasks.engine import lock_waits
+
+    lock_path = tmp_path / "_build" / ".venvstacks" / "build.lock"
+    before = lock_waits()
+    with build_dir_lock(lock_path):
+        pass
+    assert lock_waits() == before  # free: no wait
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(lock_path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdin is not None
+    assert holder.stdout.readline().strip() == "held"
+    timer = threading.Timer(0.5, holder.stdin.close)
+    timer.start()
+    with build_dir_lock(lock_path):
+        assert lock_waits() == before + 1
+    timer.join()
+    assert holder.wait(timeout=60) == 0
+    holder.stdout.close()

@@ -43,6 +43,7 @@ __all__ = [
     "doit_problem",
     "full_name",
     "load_task_db",
+    "lock_waits",
     "repair_task_db",
     "run_tasks",
     "task_states",
@@ -124,9 +125,19 @@ def _describe_holder(recorded: str) -> str:
     return recorded
 
 
+_LOCK_WAITS = [0]  # how many times this process waited for a build dir another process held
+
+
+def lock_waits() -> int:
+    """How many times this process waited for a build dir: what was read of a build dir before
+    a wait may have been rewritten by the other process meanwhile (see `StackTasks.lock_valid`)."""
+    return _LOCK_WAITS[0]
+
+
 def _wait_for_lock(handle: IO[str]) -> None:
     while not _try_lock(handle):
         time.sleep(0.2)
+    _LOCK_WAITS[0] += 1
 
 
 @contextlib.contextmanager

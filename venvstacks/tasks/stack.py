@@ -241,11 +241,15 @@ class StackTasks:
     def lock_valid(self, env: str) -> bool:
         """Is the lock stored for `env` valid? Asked once per layer until a task runs (a build
         asks before running, then each lock task asks again: on a no-op, nothing changed)."""
-        memo: dict[str, tuple[int, bool]] = self.__dict__.setdefault("_lock_memo", {})
+        from venvstacks.tasks.engine import lock_waits
+
+        memo: dict[str, tuple[tuple[int, int], bool]] = self.__dict__.setdefault("_lock_memo", {})
         known = memo.get(env)
-        if known is not None and known[0] == _ACTIONS[0]:
+        # Forgotten when a task ran here, or when this build waited for another one (which may
+        # have relocked meanwhile).
+        generation = (_ACTIONS[0], lock_waits())
+        if known is not None and known[0] == generation:
             return known[1]
-        generation = _ACTIONS[0]
         valid = locking.stored_lock_state(self.plan, self.plan[EnvName(env)], self.layout).valid
         memo[env] = (generation, valid)
         return valid
