@@ -23,7 +23,7 @@ from venvstacks.plan.layers import LayerPlan
 from venvstacks.plan.names import EnvName
 from venvstacks.plan.platforms import build_platform
 from venvstacks.publish import layers as publishing
-from venvstacks.publish.archive import LEVEL_RANGES, ArchiveFormat
+from venvstacks.publish.formats import LEVEL_RANGES, ArchiveFormat
 
 if TYPE_CHECKING:
     from venvstacks.api.stack import Stack

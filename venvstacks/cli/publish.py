@@ -23,7 +23,7 @@ from venvstacks.cli.common import (
 from venvstacks.cli.output import Output, report_option, shown_and_done, subscriber
 from venvstacks.cli.registry import PushRequest, push_options, push_output
 from venvstacks.plan.layout import relative_to_common
-from venvstacks.publish.archive import ArchiveFormat
+from venvstacks.publish.formats import ArchiveFormat
 
 __all__ = ["COMMANDS", "render_published"]
 

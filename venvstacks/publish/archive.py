@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import calendar
 import gzip
-import hashlib
 import lzma
 import os
 import stat
@@ -27,16 +26,23 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Literal
 
 from venvstacks.errors import DeployError, PublishError
 from venvstacks.publish.files import describe_os_error, partial_file
+from venvstacks.publish.formats import (
+    LEVEL_RANGES,
+    ArchiveFormat,
+    ArchiveInfo,
+    archive_suffix,
+    sha256_file,
+)
 from venvstacks.publish.xz import XZ_PRESET, ParallelXzWriter, host_machine_code_filter
 
 __all__ = [
     "ARCHIVE_READ_ERRORS",
+    "LEVEL_RANGES",
     "ArchiveFormat",
     "ArchiveInfo",
     "ArchiveMember",
@@ -63,32 +69,8 @@ MemberKind = Literal["dir", "file", "symlink", "hardlink", "device", "fifo", "sp
 GZIP_LEVEL = 6
 ZSTD_LEVEL = 3
 ZIP_LEVEL = 6
-LEVEL_RANGES = {"tar.xz": (0, 9), "tar.gz": (1, 9), "tar.zst": (1, 22), "zip": (0, 9)}
 _ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z, the earliest time a zip entry can hold
 _READ_SIZE = 1024 * 1024
-
-
-class ArchiveFormat(StrEnum):
-    """Supported archive formats; the value is the file suffix without its leading dot."""
-
-    TAR_XZ = "tar.xz"
-    TAR_GZ = "tar.gz"
-    TAR_ZST = "tar.zst"
-    ZIP = "zip"
-
-
-def archive_suffix(fmt: ArchiveFormat) -> str:
-    """The file name suffix for ``fmt``, such as ``.tar.xz``."""
-    return f".{fmt.value}"
-
-
-@dataclass(frozen=True)
-class ArchiveInfo:
-    """A written archive: where it is, its size in bytes and its SHA-256 (hex, no prefix)."""
-
-    path: Path
-    size: int
-    sha256: str
 
 
 @dataclass(frozen=True)
@@ -308,12 +290,6 @@ def _write_zip(
             done += entry.size
             if progress is not None:
                 progress(done, total)
-
-
-def sha256_file(path: Path) -> str:
-    """The SHA-256 of a file's content, as lowercase hex."""
-    with path.open("rb") as stream:
-        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 def _check_request(source_dir: Path, root_name: str, clamp_mtime: int) -> None:

@@ -26,9 +26,9 @@ from venvstacks.plan.layout import BuildLayout
 from venvstacks.plan.names import EnvName
 from venvstacks.plan.platforms import build_platform
 from venvstacks.publish import output
-from venvstacks.publish.archive import archive_suffix, file_info, write_archive_to
 from venvstacks.publish.crashpoints import crash_point
 from venvstacks.publish.files import describe_os_error, partial_file
+from venvstacks.publish.formats import archive_suffix
 from venvstacks.publish.layers import (
     PublishOptions,
     archive_name,
@@ -203,6 +203,8 @@ def _archive_layer(
                 output.publish_metadata(layer, result)
             _log.info("%s: archive unchanged", env)
         else:
+            from venvstacks.publish.archive import file_info, write_archive_to
+
             with partial_file(options.output_dir / f"{target}{suffix}") as (partial, sink):
                 crash_point("archive-started")
                 try:
@@ -345,6 +347,8 @@ def _dry_run_build(
         if entry is not None and entry.get("sha256") == _archive_sha(previous):
             return last + 1  # the record describes the published archive: the content differs
         # No record of how the published archive was made: write one aside and compare.
+        from venvstacks.publish.archive import file_info, write_archive_to
+
         with partial_file(Path(tmp) / f"{target}.dry-run") as (partial, sink):
             write_archive_to(
                 staged, target, sink, fmt=options.fmt,

@@ -33,8 +33,8 @@ from venvstacks.plan.names import EnvName, LayerKind
 from venvstacks.plan.platforms import build_platform
 from venvstacks.proc import uv_command
 from venvstacks.publish import output
-from venvstacks.publish.archive import ArchiveFormat, archive_suffix
 from venvstacks.publish.files import describe_os_error
+from venvstacks.publish.formats import ArchiveFormat, archive_suffix
 
 __all__ = [
     "PublishOptions",

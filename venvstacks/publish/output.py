@@ -38,9 +38,9 @@ from typing import Any
 
 from venvstacks.plan.layers import StackPlan
 from venvstacks.plan.names import EnvName
-from venvstacks.publish.archive import sha256_file
 from venvstacks.publish.crashpoints import crash_point
 from venvstacks.publish.files import sweep_partials
+from venvstacks.publish.formats import sha256_file
 
 __all__ = [
     "CATEGORIES",
