@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from fixtures_registry import Registry
+from fixtures_tmpfs import small_tmpfs
 
 from venvstacks.cache.manifest import verify_tree
 from venvstacks.cache.remote import ARTIFACT_TYPE, RemoteCache, artifact_parts, cache_tag
@@ -287,24 +288,11 @@ def test_next_link_follows_tag_list_pages() -> None:
 def test_a_full_disk_while_restoring_is_one_warning_and_nothing_kept(
     registry: Registry, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import shutil
-    import subprocess
-
     cache = LayerCache(tmp_path / "cache-a")
     source = make_tree(tmp_path / "src-big", size=8_000_000)
     assert cache.insert("env", DIGEST, source, layer="frame", inputs={}) is not None
     assert remote(registry, tmp_path).push(cache, "env", DIGEST, "frame") == "uploaded"
-    small = tmp_path / "small"
-    small.mkdir()
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command: cannot make a small tmpfs")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(small)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs (needs root): {mounted.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small", "4m") as small:
         target = LayerCache(small / "cache")
         with caplog.at_level(logging.WARNING, logger="venvstacks"):
             assert remote(registry, tmp_path / "b").fetch(target, "env", DIGEST, "frame") is None
@@ -313,8 +301,6 @@ def test_a_full_disk_while_restoring_is_one_warning_and_nothing_kept(
         assert "no space left" in lines[0].lower() and "building it locally" in lines[0]
         assert target.entries() == []
         assert [p.name for p in (target.base / "tmp").iterdir()] == []
-    finally:
-        subprocess.run(["umount", "-l", str(small)], check=False)
 
 
 def test_a_registry_killed_during_a_push_then_the_next_push_completes(

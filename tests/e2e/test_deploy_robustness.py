@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from fixtures_stacks import VENVSTACKS, StackProject, write_basic_stack
+from fixtures_tmpfs import small_tmpfs
 
 pytestmark = pytest.mark.slow
 
@@ -287,24 +288,9 @@ def test_killed_deploys_leave_debris_that_the_next_deploy_sweeps(published: Publ
 # ---------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _small_tmpfs(folder: Path, size: str) -> Iterator[None]:
-    folder.mkdir(parents=True)
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()[:200]}")
-    try:
-        yield
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
-
-
 def test_deploy_into_a_full_disk_names_the_layer_and_path(published: Published) -> None:
     target = published.base / "full"
-    with _small_tmpfs(target, "20m"):
+    with small_tmpfs(target, "20m"):
         line = _one_error_line(published.deploy(target, check=False))
         assert f"layer {RUNTIME}" in line and str(target) in line and "free" in line
         assert [p.name for p in target.iterdir() if p.name != ".venvstacks-deploy"] == []

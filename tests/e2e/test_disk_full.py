@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from fixtures_stacks import StackProject
+from fixtures_tmpfs import small_tmpfs
 from fixtures_wheels import make_wheel
 
 pytestmark = pytest.mark.slow
@@ -58,17 +59,8 @@ def _mount(args: list[str]) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def tmpfs_build_dir(stack_project: StackProject) -> Iterator[Path]:
-    build_dir = stack_project.build_dir
-    build_dir.mkdir()
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command: cannot put the build dir on a small tmpfs")
-    mounted = _mount(["-t", "tmpfs", "-o", "size=600m", "tmpfs", str(build_dir)])
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs (needs root): {mounted.stderr.strip()}")
-    try:
+    with small_tmpfs(stack_project.build_dir, "600m") as build_dir:
         yield build_dir
-    finally:
-        subprocess.run(["umount", "-l", str(build_dir)], check=False)
 
 
 def _resize(build_dir: Path, megabytes: int) -> None:

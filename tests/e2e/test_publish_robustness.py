@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from fixtures_stacks import VENVSTACKS, StackProject, write_basic_stack
+from fixtures_tmpfs import small_tmpfs
 
 pytestmark = pytest.mark.slow
 
@@ -363,21 +364,6 @@ def test_dry_run_prints_the_manifest_a_real_publish_writes(built: StackProject) 
 # ---------------------------------------------------------------------------------------------
 # Out of space
 # ---------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def small_tmpfs(folder: Path, size: str) -> Iterator[None]:
-    folder.mkdir(parents=True)
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()[:200]}")
-    try:
-        yield
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 def test_publish_into_a_full_disk_names_the_layer_and_path_and_recovers(
