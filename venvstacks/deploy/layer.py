@@ -194,14 +194,18 @@ def _record(target_dir: Path, name: str) -> dict[str, Any] | None:
     return recorded if isinstance(recorded, dict) else None
 
 
+def _changed_file(recorded: dict[str, Any], layer_dir: Path) -> str | None:
+    stats = recorded.get("stats")  # records written before stats were kept tell nothing
+    return first_changed(layer_dir, stats) if isinstance(stats, dict) else None
+
+
 def changed_since_deployed(target_dir: Path, name: str, sha256: str) -> str | None:
     """A file of a layer deployed here from this archive that changed since (by ``lstat``:
-    size, mtime or mode; or gone), else None. Records without stats tell nothing."""
+    size, mtime or mode; or gone), else None."""
     recorded = _record(target_dir, name)
     if recorded is None or recorded.get("sha256") != sha256:
         return None
-    stats = recorded.get("stats")
-    return first_changed(target_dir / name, stats) if isinstance(stats, dict) else None
+    return _changed_file(recorded, target_dir / name)
 
 
 def is_current(target_dir: Path, name: str, sha256: str) -> bool:
@@ -213,7 +217,5 @@ def is_current(target_dir: Path, name: str, sha256: str) -> bool:
     recorded = _record(target_dir, name)
     if recorded is None or recorded.get("sha256") != sha256:
         return False
-    if not _layer_present(target_dir / name):
-        return False
-    stats = recorded.get("stats")
-    return not isinstance(stats, dict) or first_changed(target_dir / name, stats) is None
+    layer_dir = target_dir / name
+    return _layer_present(layer_dir) and _changed_file(recorded, layer_dir) is None
