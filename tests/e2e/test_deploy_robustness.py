@@ -283,6 +283,46 @@ def test_killed_deploys_leave_debris_that_the_next_deploy_sweeps(published: Publ
     assert published.project.run("run", str(target), "b").stdout.split()[-1] == "42"
 
 
+def _wait_for_pause(proc: subprocess.Popen[str], pause: Path) -> None:
+    deadline = time.monotonic() + 300
+    while not (pause.exists() and pause.read_text().strip()):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def test_two_deploys_at_once_take_turns_and_the_second_decides_under_the_lock(
+    published: Published,
+) -> None:
+    """A deploy that waits for another one to release the target decides what to do only once
+    it holds the lock: it redoes the layer the other left half-done (killed) and notices a file
+    edited while it waited, though its check before waiting saw that layer as deployed."""
+    target = published.base / "turns"
+    published.deploy(target)
+    site = "lib/python3.11/site-packages"
+    (target / RUNTIME / site / "vs_base" / "__init__.py").touch()  # the first redeploys it
+    pause = published.base / "pause-turns.txt"
+    pause.unlink(missing_ok=True)
+    env = {"VENVSTACKS_PAUSE_AT": "deploy-extracting", "VENVSTACKS_PAUSE_FILE": str(pause)}
+    args = ["deploy", str(published.artifacts), str(target)]
+    with _running(published.project, args, env) as first:
+        _wait_for_pause(first, pause)  # it holds the lock, the runtime's record is gone
+        with _running(published.project, args, {}) as second:
+            assert second.stderr is not None
+            line = second.stderr.readline()
+            assert "waiting for venvstacks (pid" in line, (line, second.communicate())
+            (target / "app-a" / site / "vs_app_a" / "__init__.py").write_text("# edited\n")
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait()
+            out, err = second.communicate(timeout=300)
+    assert second.returncode == 0, err
+    assert "Deployed 5 layer(s)" in out and "(2 updated, 3 unchanged)" in out
+    assert "app-a: " in err and "changed since it was deployed" in err
+    assert published.project.run("verify", str(target)).returncode == 0
+    assert published.project.run("run", str(target), "b").stdout.split()[-1] == "42"
+    assert "(0 updated" in published.deploy(target).stdout
+
+
 # ---------------------------------------------------------------------------------------------
 # Out of space
 # ---------------------------------------------------------------------------------------------

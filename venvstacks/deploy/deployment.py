@@ -16,7 +16,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from venvstacks.deploy.layer import (
     STATE_DIR,
     STEPS,
     Report,
-    changed_since_deployed,
+    deployed_state,
     extract_layer,
     finish_layer,
     is_current,
@@ -82,35 +82,69 @@ def _preflight(
     target_dir: Path,
     layers: Sequence[PublishedLayer],
     report: Report = quiet,
-) -> None:
-    """Check every layer that will be deployed before anything in `target_dir` changes."""
+) -> set[str]:
+    """Before anything in `target_dir` changes (and before waiting for its lock), check the
+    layers never deployed there: their archives and that no foreign folder has their name.
+
+    The layers with a record are left to `_decide`, under the lock, which reads each record
+    and ``lstat``s its files once. Returns the install targets checked here.
+    """
+    checked = set()
     for layer in layers:
-        if is_current(target_dir, layer.target, layer.sha256):
-            report("skip", f"verify:{layer.target}", None)
+        if layer_record(target_dir, layer.target).exists():
             continue
-        changed = changed_since_deployed(target_dir, layer.target, layer.sha256)
-        if changed is not None:
+        _check(artifacts, target_dir, layer, report)
+        checked.add(layer.target)
+    return checked
+
+
+def _check(artifacts: Path, target_dir: Path, layer: PublishedLayer, report: Report) -> None:
+    with step(report, "verify", layer.target):
+        verify_archive(
+            artifacts / layer.archive_name, int(layer.meta["archive_size"]), layer.sha256
+        )
+        refuse_foreign(target_dir, layer.target)
+
+
+def _decide(
+    artifacts: Path,
+    target_dir: Path,
+    layers: Sequence[PublishedLayer],
+    checked: set[str],
+    redeploy: Sequence[str] = (),
+    report: Report = quiet,
+) -> set[str]:
+    """Under the target's lock (the authoritative view: another deploy may have finished
+    meanwhile), the layers already deployed and unchanged; every other layer's archive is
+    checked (unless `_preflight` did) before any layer changes."""
+    current = set()
+    for layer in layers:
+        up_to_date, changed = deployed_state(target_dir, layer.target, layer.sha256)
+        if up_to_date and layer.target not in redeploy:
+            current.add(layer.target)
+            if layer.target not in checked:
+                report("skip", f"verify:{layer.target}", None)
+            continue
+        if changed is not None and layer.target not in redeploy:
             _log.warning(
                 "%s: %s changed since it was deployed; deploying the layer again from %s",
                 layer.target, changed, layer.archive_name,
             )  # fmt: skip
-        with step(report, "verify", layer.target):
-            verify_archive(
-                artifacts / layer.archive_name, int(layer.meta["archive_size"]), layer.sha256
-            )
-            refuse_foreign(target_dir, layer.target)
+        if layer.target not in checked:
+            _check(artifacts, target_dir, layer, report)
+    return current
 
 
 def deploy_tasks(
     artifacts: Path,
     target_dir: Path,
     layers: Sequence[PublishedLayer],
-    redeploy: Sequence[str] = (),
+    current: Collection[str] = (),
     report: Report = quiet,
 ) -> list[TaskDict]:
     """Per layer, `extract:<install target>` (independent of the other layers, so they extract
     in parallel) and `deploy:<install target>` (compile, post-install, record: after the lower
-    layers' and its own extraction); those in ``redeploy`` always run."""
+    layers' and its own extraction); both are up to date for the layers in ``current``."""
     extracts: list[TaskDict] = []
     finishes: list[TaskDict] = []
     present = {layer.target for layer in layers}
@@ -118,12 +152,7 @@ def deploy_tasks(
     for layer in sorted(layers, key=lambda layer: -_archive_size(layer.meta)):
         state = target_dir / STATE_DIR / "stamps"
         runtime = layer.target if layer.category == "runtimes" else str(layer.meta["runtime_layer"])
-        # Decided once per layer here (it reads the record and lstats every file), under the
-        # target's lock: both tasks of the layer share the answer.
-        current = layer.target not in redeploy and is_current(
-            target_dir, layer.target, layer.sha256
-        )
-        uptodate: list[Any] = [current]
+        uptodate: list[Any] = [layer.target in current]
         meta = dict(layer.meta)
         extract = (extract_layer, None, artifacts, target_dir, meta)
         finish = (finish_layer, str(state / f"deploy.{layer.target}.json"), target_dir, meta)
@@ -209,7 +238,7 @@ def deploy(
     chosen = list(layers) if layers is not None else select(artifacts, include)
     report = _relay(progress) if progress is not None else quiet
     state = target_dir / STATE_DIR
-    _preflight(artifacts, target_dir, chosen, report)
+    checked = _preflight(artifacts, target_dir, chosen, report)
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -223,7 +252,8 @@ def deploy(
                 target, differences.count,
                 next(l.archive_name for l in chosen if l.target == target),
             )  # fmt: skip
-        tasks = deploy_tasks(artifacts, target_dir, chosen, list(damaged), report)
+        current = _decide(artifacts, target_dir, chosen, checked, list(damaged), report)
+        tasks = deploy_tasks(artifacts, target_dir, chosen, current, report)
         try:
             result = run_tasks(
                 tasks,

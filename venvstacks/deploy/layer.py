@@ -34,7 +34,7 @@ __all__ = [
     "STATE_DIR",
     "STEPS",
     "Report",
-    "changed_since_deployed",
+    "deployed_state",
     "extract_layer",
     "finish_layer",
     "is_current",
@@ -199,23 +199,22 @@ def _changed_file(recorded: dict[str, Any], layer_dir: Path) -> str | None:
     return first_changed(layer_dir, stats) if isinstance(stats, dict) else None
 
 
-def changed_since_deployed(target_dir: Path, name: str, sha256: str) -> str | None:
-    """A file of a layer deployed here from this archive that changed since (by ``lstat``:
-    size, mtime or mode; or gone), else None."""
-    recorded = _record(target_dir, name)
-    if recorded is None or recorded.get("sha256") != sha256:
-        return None
-    return _changed_file(recorded, target_dir / name)
+def deployed_state(target_dir: Path, name: str, sha256: str) -> tuple[bool, str | None]:
+    """Whether the layer is current here, and the file that changed since it was deployed.
 
-
-def is_current(target_dir: Path, name: str, sha256: str) -> bool:
-    """True when the layer was deployed here from an archive with this sha256, is present, and
-    none of its files changed since (by ``lstat``, see `changed_since_deployed`).
-
-    The one rule for "nothing to do", used both by the preflight checks and by the task.
+    Current: deployed here from an archive with this sha256, present, and none of its files
+    changed since (by ``lstat``: size, mtime or mode; or gone). The changed file is named when
+    the layer was deployed from this archive but a file differs (else None). One read of the
+    record and one ``lstat`` of each recorded file: the one rule for "nothing to do".
     """
     recorded = _record(target_dir, name)
     if recorded is None or recorded.get("sha256") != sha256:
-        return False
+        return False, None
     layer_dir = target_dir / name
-    return _layer_present(layer_dir) and _changed_file(recorded, layer_dir) is None
+    changed = _changed_file(recorded, layer_dir)
+    return changed is None and _layer_present(layer_dir), changed
+
+
+def is_current(target_dir: Path, name: str, sha256: str) -> bool:
+    """True when the layer is deployed here from this archive, unchanged (`deployed_state`)."""
+    return deployed_state(target_dir, name, sha256)[0]

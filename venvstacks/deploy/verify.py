@@ -111,9 +111,10 @@ def file_stats(layer_dir: Path, names: Iterable[str]) -> dict[str, list[int]]:
 
 def first_changed(layer_dir: Path, stats: Mapping[str, object]) -> str | None:
     """The first entry whose ``lstat`` differs from ``stats`` (or is gone); None if none."""
+    base = os.fspath(layer_dir) + os.sep  # os.lstat on joined strings: a third of the cost
     for name, expected in stats.items():
         try:
-            info = (layer_dir / name).lstat()
+            info = os.lstat(base + name)
         except OSError:
             return name
         if _stat_entry(info) != expected:
