@@ -24,8 +24,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "venvstacks"
 # ---------------------------------------------------------------------------------------------
 
 # Top-level modules that every stage may use: the exception root, the one subprocess call site,
-# hashing helpers, and the package root (for ``__version__``).
-PLUMBING = frozenset({"errors", "proc", "hashing", ""})
+# hashing helpers, requirement spellings, and the package root (for ``__version__``).
+PLUMBING = frozenset({"errors", "proc", "hashing", "pep508", ""})
 
 # The pipeline, bottom up: each stage lists the stages (or single ``stage.module``s) it may import,
 # besides itself and the plumbing. Function-level imports count like module-level ones.

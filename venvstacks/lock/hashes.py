@@ -11,12 +11,10 @@ import functools
 import tomllib
 from collections.abc import Iterable, Sequence
 
-from packaging.requirements import Requirement
-from packaging.version import InvalidVersion, Version
-
 from venvstacks.hashing import hash_strings
 from venvstacks.lock.packages import SHARED_MARKER, normalise_marker, read_packages
 from venvstacks.lock.wheels import wheel_filename
+from venvstacks.pep508 import normalised_requirement, normalised_version
 
 __all__ = [
     "lock_input_hash",
@@ -76,10 +74,10 @@ def _balanced_group(text: str) -> bool:
 
 
 def _hashed_version(version: object) -> str:
-    try:
-        return str(Version(str(version)))
-    except InvalidVersion:
-        return "" if version is None else str(version)
+    normalised = normalised_version(str(version))
+    if normalised is not None:
+        return normalised
+    return "" if version is None else str(version)
 
 
 def requirement_hash_lines(lock_text: str) -> list[str]:
@@ -133,7 +131,7 @@ def package_summary(env_name: str, lock_text: str) -> str:
 
 def requirements_in(requirements: Sequence[str]) -> str:
     """``requirements-<env>.in``: the header, then each declared requirement, normalised."""
-    return "\n".join([*_IN_HEADER, *(str(Requirement(req)) for req in requirements)]) + "\n"
+    return "\n".join([*_IN_HEADER, *(normalised_requirement(req) for req in requirements)]) + "\n"
 
 
 def _requirement_lines(requirements: Iterable[str]) -> list[str]:
@@ -148,7 +146,9 @@ def lock_input_hash(requirements: Iterable[str]) -> str:
 
 @functools.lru_cache(maxsize=1024)  # pure; parsing requirements costs, and a build asks often
 def _lock_input_hash(requirements: tuple[str, ...]) -> str:
-    return hash_strings(sorted(str(Requirement(line)) for line in _requirement_lines(requirements)))
+    return hash_strings(
+        sorted(normalised_requirement(line) for line in _requirement_lines(requirements))
+    )
 
 
 def other_inputs_hash(

@@ -11,12 +11,13 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from packaging.markers import Marker
-from packaging.utils import canonicalize_name
-
+from venvstacks.pep508 import canonical_name
 from venvstacks.plan.platforms import TargetPlatform
+
+if TYPE_CHECKING:
+    from packaging.markers import Marker
 
 __all__ = [
     "SHARED_MARKER",
@@ -43,6 +44,8 @@ MarkerEnvs = Mapping[TargetPlatform, Mapping[str, str]]
 
 @lru_cache(maxsize=1024)
 def _marker(text: str) -> Marker:
+    from packaging.markers import Marker  # imported when a lock has markers: it costs
+
     return Marker(text)
 
 
@@ -95,7 +98,7 @@ class LockedPackage:
         """Read a ``[[packages]]`` table (from tomllib or tomlkit)."""
         shared, marker = split_shared(optional_str(entry.get("marker")))
         return cls(
-            name=canonicalize_name(str(entry["name"])),
+            name=canonical_name(str(entry["name"])),
             version=str(entry.get("version", "")),
             marker=None if marker is None else normalise_marker(marker),
             shared=shared,

@@ -19,9 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from packaging.utils import canonicalize_name
-
 from venvstacks.paths import canonical_dir
+from venvstacks.pep508 import canonical_name
 from venvstacks.plan.layers import LayerPlan, StackPlan
 from venvstacks.plan.layout import BuildLayout
 from venvstacks.plan.platforms import TargetPlatform
@@ -133,7 +132,7 @@ def project_name(env: str) -> str:
 
     (A runtime named like one of its requirements would otherwise depend on itself.)
     """
-    body = canonicalize_name(re.sub(r"[^a-zA-Z0-9._-]", "-", env)).strip("-")
+    body = canonical_name(re.sub(r"[^a-zA-Z0-9._-]", "-", env)).strip("-")
     return f"venvstacks-layer-{body}" if body else "venvstacks-layer"
 
 

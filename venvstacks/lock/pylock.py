@@ -38,8 +38,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from packaging.utils import canonicalize_name
-
 from venvstacks.lock.hashes import (
     lock_input_hash,
     other_inputs_hash,
@@ -76,6 +74,7 @@ from venvstacks.lock.wheels import (
     relativise_wheels,
     wheel_filename,
 )
+from venvstacks.pep508 import canonical_name
 from venvstacks.plan.platforms import (
     DEFAULT_LINUX_TARGET,
     DEFAULT_MACOSX_TARGET,
@@ -250,7 +249,7 @@ def process_lock(
             if gaps is None:
                 del packages[index]
             elif gaps:
-                missing.setdefault(canonicalize_name(packages[index]["name"]), set()).update(gaps)
+                missing.setdefault(canonical_name(packages[index]["name"]), set()).update(gaps)
         if not packages:
             doc["packages"] = tomlkit.array()
     if missing:

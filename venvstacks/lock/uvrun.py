@@ -9,12 +9,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.markers import InvalidMarker, Marker
-from packaging.utils import canonicalize_name
-
 from venvstacks.errors import LockError
 from venvstacks.lock.packages import read_packages
 from venvstacks.lock.project import environment_markers
+from venvstacks.pep508 import canonical_name
 from venvstacks.plan.layout import BuildLayout
 from venvstacks.plan.names import EnvName
 from venvstacks.plan.platforms import TargetPlatform
@@ -67,6 +65,8 @@ def failing_platform(output: str, platforms: Sequence[TargetPlatform]) -> Target
 
 
 def _normalised(marker: str) -> frozenset[str] | None:
+    from packaging.markers import InvalidMarker, Marker
+
     try:
         text = str(Marker(marker)).replace('"', "'")
     except InvalidMarker:
@@ -133,7 +133,7 @@ def lower_providers(layout: BuildLayout, lower_envs: Sequence[EnvName]) -> dict[
 def explain_conflicts(output: str, providers: Mapping[str, str]) -> list[str]:
     """Lower-layer pins that uv's explanation mentions: the likely cause of a failed lock."""
     mentioned = {
-        canonicalize_name(m) for m in re.findall(r"([A-Za-z0-9][\w.-]*)(?:==|<|>|!=|~=)", output)
+        canonical_name(m) for m in re.findall(r"([A-Za-z0-9][\w.-]*)(?:==|<|>|!=|~=)", output)
     }
     return [providers[name] for name in sorted(mentioned) if name in providers]
 

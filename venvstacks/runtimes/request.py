@@ -10,11 +10,12 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-
-from packaging.version import InvalidVersion, Version
+from typing import TYPE_CHECKING, Literal
 
 from venvstacks.plan.platforms import TargetPlatform
+
+if TYPE_CHECKING:
+    from packaging.version import Version
 
 __all__ = [
     "ARCHIVE_DIRS_ENV",
@@ -169,6 +170,8 @@ def parse_archive_name(name: str) -> tuple[str, str, str | None] | None:
 
 
 def _parsed_version(text: str) -> Version | None:
+    from packaging.version import InvalidVersion, Version  # only when choosing an archive
+
     try:
         return Version(text)
     except InvalidVersion:

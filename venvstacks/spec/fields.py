@@ -11,9 +11,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
-
+from venvstacks.pep508 import InvalidRequirementText, canonical_name, normalised_requirement
 from venvstacks.plan.names import LayerKind
 from venvstacks.plan.platforms import TargetPlatform, parse_linux_target, parse_macosx_target
 
@@ -148,10 +146,9 @@ class LayerTable:
         result = []
         for text in raw:
             try:
-                result.append(str(Requirement(text)))
-            except InvalidRequirement as exc:
-                first_line = str(exc).splitlines()[0]
-                self.problem(f"invalid requirement {text!r}: {first_line}")
+                result.append(normalised_requirement(text))
+            except InvalidRequirementText as exc:
+                self.problem(f"invalid requirement {text!r}: {exc}")
         return tuple(result)
 
     def platforms(self) -> tuple[TargetPlatform, ...] | None:
@@ -194,7 +191,7 @@ class LayerTable:
             if not DIST_NAME.fullmatch(dist):
                 self.problem(f"package_indexes: {dist!r} is not a valid distribution name")
                 continue
-            canonical = canonicalize_name(dist)
+            canonical = canonical_name(dist)
             if canonical in result:
                 self.problem(
                     f"package_indexes names {canonical!r} twice after name normalization "

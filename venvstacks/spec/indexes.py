@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from packaging.utils import canonicalize_name
+from venvstacks.pep508 import canonical_name
 
 __all__ = [
     "IndexSpec",
@@ -114,7 +114,7 @@ def _parse_sources(
         if index not in named:
             problems.append(f"{origin}: source for {dist!r} references unknown index {index!r}")
             continue
-        canonical = canonicalize_name(dist)
+        canonical = canonical_name(dist)
         if canonical in result:
             problems.append(f"{origin}: sources name {canonical!r} twice after normalization")
         result[canonical] = index
