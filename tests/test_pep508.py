@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from packaging.markers import InvalidMarker, Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -18,6 +19,7 @@ from venvstacks.pep508 import (
     canonical_name,
     normalised_requirement,
     normalised_version,
+    plain_marker,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -173,7 +175,12 @@ def test_loading_a_plain_spec_and_hashing_its_inputs_does_not_import_packaging(
         from venvstacks.lock.hashes import lock_input_hash, requirement_hash_lines
         spec = load_stack_spec({str(tmp_path / "venvstacks.toml")!r})
         lock_input_hash(["numpy>=2,<3", "tabulate"])
-        requirement_hash_lines('[[packages]]\\nname = "numpy"\\nversion = "2.4.6"\\n')
+        requirement_hash_lines(
+            '[[packages]]\\nname = "numpy"\\nversion = "2.4.6"\\n'
+            'marker = "sys_platform == \\'from_lower_layer\\'"\\n'
+            '[[packages]]\\nname = "colorama"\\nversion = "0.4.6"\\n'
+            'marker = "sys_platform == \\'win32\\'"\\n'
+        )
         loaded = sorted(m for m in sys.modules if m.startswith("packaging."))
         print(loaded)
         """
@@ -182,3 +189,48 @@ def test_loading_a_plain_spec_and_hashing_its_inputs_does_not_import_packaging(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]", result.stdout
+
+
+PLAIN_MARKERS = [
+    "sys_platform == 'win32'",
+    'sys_platform == "win32"',
+    "sys_platform == 'from_lower_layer'",
+    "python_version<'3.11' and sys_platform=='linux' or os_name == 'nt'",
+    "platform_machine in 'x86_64 aarch64'",
+    "python_version not in '3.8, 3.9'",
+    "python_version  not   in '3.8'",
+    "implementation_name == 'cpython' and platform_python_implementation != 'PyPy'",
+    "platform_version == 'a and b'",
+    "python_full_version >= '3.11.1'",
+]
+OTHER_MARKERS = [
+    "'linux' == sys_platform",
+    "python_implementation == 'CPython'",
+    "extra == 'Foo_Bar'",
+    "(sys_platform == 'a') and os_name == 'b'",
+    "os.name == 'nt'",
+    "sys_platform == 'a'and os_name == 'b'",
+    "sys_platform == 'a' andos_name == 'b'",
+    "sys_platform == 'a' and",
+    "sys_platform = 'a'",
+    "sys_platform == a",
+    "nonsense == 'a'",
+    "",
+]
+
+
+def _packaging_marker(text: str) -> str | None:
+    try:
+        return str(Marker(text)).replace('"', "'")
+    except InvalidMarker:
+        return None
+
+
+@pytest.mark.parametrize("text", PLAIN_MARKERS)
+def test_plain_markers_are_spelled_as_packaging_spells_them(text: str) -> None:
+    assert plain_marker(text) == _packaging_marker(text)
+
+
+@pytest.mark.parametrize("text", OTHER_MARKERS)
+def test_other_markers_are_left_to_packaging(text: str) -> None:
+    assert plain_marker(text) is None

@@ -19,6 +19,7 @@ __all__ = [
     "canonical_name",
     "normalised_requirement",
     "normalised_version",
+    "plain_marker",
 ]
 
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
@@ -29,6 +30,18 @@ _SIMPLE = re.compile(
     r"(?P<specs>[^;@\[\]()\s][^;@\[\]()]*)?"
 )
 _PLAIN_VERSION = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*")
+# Marker variables packaging keeps as written (not its aliases such as `os.name`, not `extra`,
+# whose values it normalises), compared with a quoted value holding no quote or backslash.
+_MARKER_VARIABLE = (
+    "python_version|python_full_version|sys_platform|platform_system|platform_machine|"
+    "platform_release|platform_version|os_name|implementation_name|implementation_version|"
+    "platform_python_implementation"
+)
+_MARKER_CLAUSE = re.compile(
+    rf"\s*({_MARKER_VARIABLE})\s*(===|==|!=|<=|>=|~=|<|>|not\s+in\b|in\b)\s*"
+    r"(?:'([^'\"\\]*)'|\"([^'\"\\]*)\")\s*"
+)
+_MARKER_JOIN = re.compile(r"(and|or)\b")
 
 
 class InvalidRequirementText(ValueError):
@@ -98,3 +111,25 @@ def normalised_version(text: str) -> str | None:
         return str(Version(text))
     except InvalidVersion:
         return None
+
+
+def plain_marker(text: str) -> str | None:
+    """packaging's spelling of a marker (single quotes, as uv writes them) when the marker is a
+    plain chain of ``variable op 'value'`` clauses joined by ``and``/``or``; else None."""
+    clauses: list[str] = []
+    pos = 0
+    while True:
+        match = _MARKER_CLAUSE.match(text, pos)
+        if match is None:
+            return None
+        variable, operator, single, double = match.groups()
+        value = single if single is not None else double
+        clauses.append(f"{variable} {' '.join(operator.split())} '{value}'")
+        pos = match.end()
+        if pos == len(text):
+            return " ".join(clauses)
+        join = _MARKER_JOIN.match(text, pos)
+        if join is None or not text[pos - 1].isspace():
+            return None
+        clauses.append(join[1])
+        pos = join.end()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from venvstacks.pep508 import canonical_name
+from venvstacks.pep508 import canonical_name, plain_marker
 from venvstacks.plan.platforms import TargetPlatform
 
 if TYPE_CHECKING:
@@ -51,7 +51,8 @@ def _marker(text: str) -> Marker:
 
 def normalise_marker(text: str) -> str:
     """packaging's canonical spelling, with single quotes as uv writes them."""
-    return str(_marker(text)).replace('"', "'")
+    plain = plain_marker(text)  # most markers: no need to import packaging
+    return plain if plain is not None else str(_marker(text)).replace('"', "'")
 
 
 def marker_matches(marker: str | None, env: Mapping[str, str]) -> bool:
