@@ -1,8 +1,9 @@
 """Project names, requirements and versions spelled as `packaging` spells them, without importing it
 for the common simple cases. Pure.
 
-Importing `packaging.requirements` costs about a third of a no-op build's start-up (its parser
-compiles dozens of regular expressions). Most requirements are plain ``name[extras]`` with
+A no-op build used to import `packaging` (its parser compiles dozens of regular expressions) and
+parse every lock's markers and versions with it: 8% of the instructions of a small stack's no-op
+and 6% of a 60-layer one's, counted with valgrind. Most requirements are plain ``name[extras]`` with
 numeric version clauses, and most locked versions are plain numeric releases: those are
 validated and normalised here by a strict pattern that only accepts what packaging accepts and
 gives the same text. Anything else (markers, URLs, pre-releases, local versions, odd spacing
