@@ -13,6 +13,7 @@ from venvstacks.errors import (
     LockError,
     PublishError,
     RuntimeProvisionError,
+    SelectionError,
     SpecError,
     StackError,
 )
@@ -21,6 +22,7 @@ from venvstacks.errors import (
 HIERARCHY: list[tuple[type[Exception], type[Exception]]] = [
     (SpecError, ValueError),
     (GraphError, ValueError),
+    (SelectionError, ValueError),
     (LayerError, Exception),
     (RuntimeProvisionError, RuntimeError),
     (LockError, RuntimeError),

@@ -6,7 +6,7 @@ Anything else that escapes is a bug in venvstacks and keeps its traceback.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 __all__ = [
     "BuildError",
@@ -16,6 +16,7 @@ __all__ = [
     "LockError",
     "PublishError",
     "RuntimeProvisionError",
+    "SelectionError",
     "SpecError",
     "StackError",
 ]
@@ -41,6 +42,18 @@ class SpecError(ValueError, StackError):
 
 class GraphError(ValueError, StackError):
     """Layer selection or dependency ordering failed (unknown pattern, conflicting selection)."""
+
+
+class SelectionError(GraphError):
+    """Names given on the command line (``--include``, ``--reset-lock``, APP) name no layer.
+
+    `details` holds the facts of the message (source, option, unmatched names, existing names,
+    suggestions) for the ``--json`` error document.
+    """
+
+    def __init__(self, message: str, details: Mapping[str, object]) -> None:
+        self.details = dict(details)
+        super().__init__(message)
 
 
 class LayerError(StackError):

@@ -746,3 +746,25 @@ def test_graph_tasks_renders_cleanly_in_every_format(diamond: Path) -> None:
     assert [
         (by_label[text[e["start"]]], by_label[text[e["end"]]]) for e in parsed["edges"]
     ] == edges
+
+
+def test_unknown_include_is_one_line_and_with_json_one_document(diamond: Path) -> None:
+    plain, as_json, spec_error = run_many(
+        ("show", diamond, "--include", "framework-bb"),
+        ("show", diamond, "--include", "framework-bb", "--json"),
+        ("show", SPECS / "error_cycle.toml", "--json"),
+    )
+    line = assert_one_line_error(plain)
+    assert line == (
+        f"error: {diamond}: --include 'framework-bb' matches no layer (did you mean "
+        "'framework-b'?); layers: cpython-3.11, a, b, c, d, x (pass --allow-missing to make "
+        "this a warning)"
+    )
+    assert as_json.returncode == 1 and as_json.stderr.strip() == line
+    error = json.loads(as_json.stdout)["error"]
+    assert error["type"] == "SelectionError" and f"error: {error['message']}" == line
+    assert error["suggestions"] == {"framework-bb": "framework-b"}
+    # Every user error under --json is a document, with its type and message.
+    error = json.loads(spec_error.stdout)["error"]
+    assert spec_error.returncode == 1 and error["type"] == "SpecError"
+    assert f"error: {error['message']}" == spec_error.stderr.strip()

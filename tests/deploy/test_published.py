@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from venvstacks.deploy.published import (
     load_published,
     select_published,
 )
-from venvstacks.errors import DeployError
+from venvstacks.errors import DeployError, SelectionError
 
 SHA = "ab" * 32
 
@@ -72,14 +73,24 @@ def _layers() -> list[PublishedLayer]:
     ]
 
 
-def test_selection_adds_needed_layers_and_names_a_missing_one() -> None:
+def test_selection_adds_needed_layers_and_names_a_missing_one(tmp_path: Path) -> None:
     runtime, framework, app = _layers()
     assert select_published([runtime, framework, app], ["app-x"]) == [runtime, framework, app]
     assert select_published([app], [], [runtime, framework]) == [runtime, framework, app]
     with pytest.raises(DeployError, match="layer app-x needs framework-y"):
         select_published([runtime, app], [])
-    with pytest.raises(DeployError, match="no published layers match 'nope'"):
-        select_published([runtime, app], ["nope"])
+    with pytest.raises(SelectionError) as caught:
+        select_published([runtime, app], ["app-xx"], source="oci://h/r:t")
+    assert str(caught.value) == (
+        "oci://h/r:t: --include 'app-xx' matches no published layer (did you mean 'app-x'?); "
+        "published layers: cpython-3.11, x"
+    )
+    with pytest.raises(SelectionError, match=f"^{re.escape(str(tmp_path))}: --include 'nope' "):
+        select_published([runtime, app], ["nope"], where=tmp_path)
+    (tmp_path / "__venvstacks__").mkdir()
+    (tmp_path / "__venvstacks__" / "venvstacks.json").write_text("{}")
+    with pytest.raises(SelectionError, match=f"^{re.escape(str(tmp_path))}/__venvstacks__/"):
+        select_published([runtime, app], ["nope"], where=tmp_path)
 
 
 def test_partial_manifest_is_completed_from_layer_files(tmp_path: Path) -> None:

@@ -6,8 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from venvstacks.errors import GraphError, SpecError
-from venvstacks.plan.layers import c3_linearise, plan_stack, require_matches, select_layers
+from venvstacks.errors import GraphError, SelectionError, SpecError
+from venvstacks.plan.layers import (
+    c3_linearise,
+    plan_stack,
+    require_matches,
+    select_layers,
+    unmatched_layers,
+)
 from venvstacks.spec.stack import load_stack_spec, parse_stack_spec
 
 SPECS = Path(__file__).parents[1] / "data" / "specs"
@@ -149,9 +155,35 @@ def test_unmatched_patterns() -> None:
     plan = _plan(STACK)  # type: ignore[arg-type]
     _, unmatched = select_layers(plan, ["app-*", "rt"])
     assert unmatched == ("app-*",)
-    with pytest.raises(GraphError, match="no matching layers found for 'app-\\*'"):
-        require_matches(unmatched, allow_missing=False)
-    assert require_matches(unmatched, allow_missing=True)
+    with pytest.raises(SelectionError) as caught:
+        require_matches(plan, unmatched, allow_missing=False)
+    message = str(caught.value)
+    assert message.startswith(f"{plan.spec.path}: --include 'app-*' matches no layer; ")
+    assert message.endswith(
+        "layers: rt, rt2, a, b, c (pass --allow-missing to make this a warning)"
+    )
+    assert isinstance(caught.value, GraphError)
+    assert caught.value.details["unmatched"] == ["app-*"]
+    warning = require_matches(plan, unmatched, allow_missing=True)
+    assert warning == message.removesuffix(" (pass --allow-missing to make this a warning)")
+    assert require_matches(plan, (), allow_missing=False) is None
+
+
+def test_unmatched_reset_lock_names_the_option_and_the_closest_name() -> None:
+    plan = _plan(STACK)  # type: ignore[arg-type]
+    with pytest.raises(SelectionError, match=r"--reset-lock 'framework-cc' matches no layer \(did "
+                       r"you mean 'framework-c'\?\)"):  # fmt: skip
+        require_matches(plan, ["framework-cc"], allow_missing=False, option="--reset-lock")
+
+
+def test_pattern_naming_only_a_disabled_layer_says_so() -> None:
+    plan = _plan({**STACK, "frameworks": [*STACK["frameworks"], {"name": "off", "runtime": "rt",
+                  "requirements": [], "platforms": []}]})  # type: ignore[arg-type,list-item]  # fmt: skip
+    _, unmatched = select_layers(plan, ["off"])
+    assert unmatched == ("off",)
+    problem = unmatched_layers(plan, unmatched, "--include")
+    assert problem.notes == ("'off' names off, which targets no platform",)
+    assert "off" not in problem.known
 
 
 def test_merged_package_indexes_are_inherited() -> None:

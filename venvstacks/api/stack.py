@@ -118,7 +118,7 @@ class Stack:
         layers, unmatched = select_layers(
             self.plan, include, with_dependencies=with_dependencies, with_derived=with_derived
         )
-        warning = require_matches(unmatched, allow_missing=allow_missing)
+        warning = require_matches(self.plan, unmatched, allow_missing=allow_missing)
         if warning:
             _log.warning("warning: %s", warning)
         return layers
@@ -158,6 +158,8 @@ class Stack:
         else:
             layers = _publishing.publish_layers(self, options)
             ops = ["export" if isinstance(options, ExportOptions) else "publish"]
+        if isinstance(options, LockOptions | BuildOptions):  # as the run would: bad names fail
+            self._reset_envs(options.reset, options.allow_missing)
         return self.show(operations=ops, layers=[l.env_name for l in layers])
 
     def status(self, include: Sequence[str] = (), *, allow_missing: bool = False) -> StatusResult:
@@ -341,6 +343,20 @@ class Stack:
             cache=_layer_cache(sources),
         )
 
+    def _reset_envs(self, reset: Sequence[str], allow_missing: bool) -> set[str]:
+        """The layers `--reset-lock` names (an error naming the spec when one names none)."""
+        if not reset:
+            return set()
+        chosen, unmatched = select_layers(
+            self.plan, reset, with_dependencies=False, with_derived=False
+        )
+        warning = require_matches(
+            self.plan, unmatched, allow_missing=allow_missing, option="--reset-lock"
+        )
+        if warning:
+            _log.warning("warning: %s", warning)
+        return {layer.env_name for layer in chosen}
+
     def _runtime_options(self, sources: Sources) -> envbuild.RuntimeOptions:
         from venvstacks.runtimes.request import archive_dirs_from
 
@@ -357,15 +373,7 @@ class Stack:
     def _lock_options(
         self, sources: Sources, reset: Sequence[str], allow_missing: bool
     ) -> locking.LockOptions:
-        reset_envs: set[str] = set()
-        if reset:
-            chosen, unmatched = select_layers(
-                self.plan, reset, with_dependencies=False, with_derived=False
-            )
-            warning = require_matches(unmatched, allow_missing=allow_missing, what="--reset-lock ")
-            if warning:
-                _log.warning("warning: %s", warning)
-            reset_envs = {layer.env_name for layer in chosen}
+        reset_envs = self._reset_envs(reset, allow_missing)
         wheels = tuple((self.spec.spec_dir / p).absolute() for p in sources.local_wheels)
         missing = [str(p) for p in wheels if not p.is_dir()]
         if missing:

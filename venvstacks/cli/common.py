@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,7 +12,6 @@ import click
 
 from venvstacks.api.stack import Stack
 from venvstacks.cli.state import CliState
-from venvstacks.plan.layers import LayerPlan, StackPlan, require_matches, select_layers
 
 __all__ = [
     "CliState",
@@ -119,26 +118,6 @@ def include_options_selecting(selects: str) -> Callable[[F], F]:
 def load_stack(spec_path: Path, build_dir: str | None = None) -> Stack:
     """Load, check and plan a stack spec (warnings go to the log)."""
     return Stack.load(spec_path, build_dir)
-
-
-def choose_layers(
-    plan: StackPlan,
-    include: Sequence[str],
-    allow_missing: bool,
-    *,
-    with_dependencies: bool = True,
-    with_derived: bool = True,
-) -> tuple[LayerPlan, ...]:
-    """The layers a command works on: all enabled layers, or the --include selection."""
-    if not include:
-        return plan.enabled
-    layers, unmatched = select_layers(
-        plan, include, with_dependencies=with_dependencies, with_derived=with_derived
-    )
-    warning = require_matches(unmatched, allow_missing=allow_missing)
-    if warning:
-        _log.warning("warning: %s", warning)
-    return layers
 
 
 def jobs_option(help_text: str) -> Callable[[F], F]:

@@ -14,9 +14,9 @@ from venvstacks.api.stack import Stack
 from venvstacks.cli.build import lock_options, sources_from
 from venvstacks.cli.common import build_dir_option, load_stack, spec_argument
 from venvstacks.cli.output import Output, shown_and_done, subscriber
-from venvstacks.errors import StackError
+from venvstacks.errors import SelectionError, StackError
 from venvstacks.plan.layers import LayerPlan
-from venvstacks.plan.names import LayerKind
+from venvstacks.plan.names import LayerKind, UnmatchedNames
 from venvstacks.plan.platforms import build_platform
 
 __all__ = ["COMMANDS"]
@@ -37,8 +37,17 @@ def _find_apps(stack: Stack, app: str | None, all_apps: bool) -> list[LayerPlan]
         raise click.UsageError("missing APP (an application layer) or --all-apps")
     matches = [l for l in apps if app in (l.name, l.env_name)]
     if not matches:
-        known = ", ".join(l.name for l in apps) or "none"
-        raise StackError(f"{stack.spec.path}: no application layer {app!r} (applications: {known})")
+        others = [l for l in stack.plan.enabled if app in (l.name, l.env_name) and l not in apps]
+        problem = UnmatchedNames(
+            option="APP",
+            unmatched=(app,),
+            known=tuple(l.name for l in apps),
+            also_known=tuple(l.env_name for l in apps),
+            source=str(stack.spec.path),
+            noun="application",
+            notes=tuple(f"{app!r} is a {l.kind} layer, not an application" for l in others[:1]),
+        )
+        raise SelectionError(problem.message(), problem.details())
     if not matches[0].targets(build_platform()):
         raise StackError(f"application {app!r} is not built for {build_platform()}")
     return matches

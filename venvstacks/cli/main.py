@@ -1,7 +1,8 @@
 """The `venvstacks` command line: argument parsing, logging set-up and exit codes.
 
-Exit codes: 0 success; 1 a stack or user error (one line on stderr, no traceback unless -v);
-2 a usage error; 130 interrupted (Ctrl-C). Commands live in the other `cli/` modules and call library functions; this module only
+Exit codes: 0 success; 1 a stack or user error (one line on stderr, no traceback unless -v;
+with `--json` or `--report -`, also one `{"error": ...}` document on stdout unless the command
+had already written its document); 2 a usage error; 130 interrupted (Ctrl-C). Commands live in the other `cli/` modules and call library functions; this module only
 wires them together and translates errors.
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 import click
 
 from venvstacks import __version__
-from venvstacks.cli.state import CliState
+from venvstacks.cli.state import JSON_STDOUT, CliState
 from venvstacks.errors import StackError
 
 __all__ = ["main"]
@@ -182,9 +183,23 @@ def _prepare_command(command: click.Command) -> None:
             option.expose_value = False
             option.hidden = True
             command.params.append(option)
+    for param in command.params:
+        if {"--json", "--report"} & set(param.opts):
+            param.callback = _noting_json(param.callback)
     if isinstance(command, click.Group):
         for sub in command.commands.values():
             _prepare_command(sub)
+
+
+def _noting_json(callback: Any) -> Any:
+    """A `--json`/`--report` callback that also notes when stdout is kept for one document."""
+
+    def noted(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is True or value == "-":
+            JSON_STDOUT.wanted = True
+        return callback(ctx, param, value) if callback is not None else value
+
+    return noted
 
 
 def _register_module(name: str) -> None:
@@ -215,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     _VERBOSITY[0] = 0
+    JSON_STDOUT.wanted = JSON_STDOUT.written = False
     completing = any(k.startswith("_VENVSTACKS") and k.endswith("_COMPLETE") for k in os.environ)
     if not args and not completing:  # as 0.8.0: the help on stdout, exit status 2
         with click.Context(cli, info_name="venvstacks") as ctx:
@@ -338,5 +354,18 @@ def _exit_code(exc: BaseException) -> int | None:
         if _VERBOSITY[0] >= 2:
             traceback.print_exc()
         click.echo(f"error: {exc}", err=True)
+        if JSON_STDOUT.wanted and not JSON_STDOUT.written:
+            click.echo(error_document(exc), nl=False)
         return 1
     return None
+
+
+def error_document(exc: StackError) -> str:
+    """A user error as the one JSON document of a `--json` command: ``{"error": {"type",
+    "message", ...}}``, with the error's own facts (a `SelectionError`'s names) beside them."""
+    import json
+
+    details = getattr(exc, "details", None)
+    error = {**(details if isinstance(details, dict) else {}), "type": type(exc).__name__}
+    error["message"] = str(exc)
+    return json.dumps({"error": error}, indent=2, sort_keys=True) + "\n"

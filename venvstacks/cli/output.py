@@ -15,6 +15,7 @@ import click
 from venvstacks.api.options import BuildOptions, ExportOptions, LockOptions, PublishOptions
 from venvstacks.api.stack import Stack
 from venvstacks.cli.progress import ProgressSubscriber, close_early
+from venvstacks.cli.state import JSON_STDOUT
 from venvstacks.errors import StackError
 
 __all__ = ["Output", "report_option", "shown_and_done", "subscriber"]
@@ -54,6 +55,7 @@ class Output:
     def document(self, data: Any) -> None:
         """The command's one JSON document, on stdout."""
         close_early()
+        JSON_STDOUT.written = True
         click.echo(dump(data), nl=False)
 
     def report(self, data: Any) -> None:
@@ -62,6 +64,7 @@ class Output:
             return
         text = dump(data)
         if self.report_to == "-":
+            JSON_STDOUT.written = True
             click.echo(text, nl=False)
             return
         path = Path(self.report_to).expanduser()
@@ -90,6 +93,7 @@ def shown_and_done(
         return False
     status = stack.preview(options)
     if as_json:
+        JSON_STDOUT.written = True
         click.echo(show_json(status), nl=False)
     else:
         out.say(show_tree(status), nl=False)

@@ -286,7 +286,7 @@ def deploy_from_registry(
 
     def needed(layers: Sequence[tuple[str, Mapping[str, Any]]]) -> list[Mapping[str, Any]]:
         published = [deploying.PublishedLayer(category, meta) for category, meta in layers]
-        chosen = select_published(published, include)
+        chosen = select_published(published, include, source=source)
         return [
             layer.meta
             for layer in chosen

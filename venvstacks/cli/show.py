@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from venvstacks.cli.common import build_dir_option, include_options, load_stack, spec_argument
+from venvstacks.cli.state import JSON_STDOUT
 from venvstacks.cli.viewer import show_svg
 from venvstacks.errors import StackError
 from venvstacks.report.render import GRAPH_FORMATS, render
@@ -36,6 +37,7 @@ def show(
     """
     stack = load_stack(spec_path, build_dir)
     status = stack.show(include, allow_missing=allow_missing)
+    JSON_STDOUT.written = as_json
     click.echo(show_json(status) if as_json else show_tree(status), nl=False)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CliState"]
+__all__ = ["JSON_STDOUT", "CliState", "JsonStdout"]
 
 
 @dataclass
@@ -13,3 +13,15 @@ class CliState:
 
     verbose: int = 0
     quiet: bool = False
+
+
+@dataclass
+class JsonStdout:
+    """Whether the command was asked for one JSON document on stdout (`--json`, `--report -`)
+    and whether it has written it: an error then becomes that document if nothing was written."""
+
+    wanted: bool = False
+    written: bool = False
+
+
+JSON_STDOUT = JsonStdout()

@@ -44,8 +44,9 @@ from venvstacks.deploy.published import (
     select_published,
 )
 from venvstacks.deploy.verify import LayerDifferences, compare, read_recorded
-from venvstacks.errors import DeployError
+from venvstacks.errors import DeployError, SelectionError
 from venvstacks.plan.layout import METADATA_DIR, METADATA_MANIFEST
+from venvstacks.plan.names import UnmatchedNames, spec_name_of
 from venvstacks.publish.files import describe_os_error
 from venvstacks.publish.output import write_json
 from venvstacks.tasks.engine import RunResult, TaskDict, build_dir_lock, run_tasks
@@ -400,14 +401,34 @@ def find_app(target_dir: Path, app: str) -> tuple[Path, str]:
         in (target, meta.get("layer_name"), str(meta.get("layer_name", "")).removeprefix("app-"))
     ]
     if not candidates:
-        apps = sorted(t for t, m in layers.items() if m.get("category") == "applications")
-        raise DeployError(
-            f"no deployed application {app!r} in {target_dir} (deployed: {', '.join(apps) or 'none'})"
-        )
+        problem = _unknown_app(target_dir, app, layers)
+        raise SelectionError(problem.message(), problem.details())
     # By install target: that one. By name: the newest lock version deployed (the record is kept
     # with sorted keys, where "app-x@10" sorts before "app-x@9").
     target, meta = max(candidates, key=lambda c: (c[0] == app, _lock_version(c[1])))
     return target_dir / target, str(meta["app_launch_module"])
+
+
+def _unknown_app(target_dir: Path, app: str, layers: Mapping[str, Any]) -> UnmatchedNames:
+    """What to tell of an APP naming no application of a deployment (or export) folder."""
+    record = target_dir / STATE_DIR / "deployment.json"
+    source = record if record.exists() else target_dir / METADATA_DIR / METADATA_MANIFEST
+    apps = {t: m for t, m in layers.items() if m.get("category") == "applications"}
+    names = [str(m.get("layer_name", t)) for t, m in sorted(apps.items())]
+    others = [
+        f"{app!r} is deployed as a {str(m.get('category', 'layer')).rstrip('s')}, not an application"
+        for t, m in layers.items()
+        if t not in apps and app in (t, m.get("layer_name"), spec_name_of(str(m.get("layer_name"))))
+    ]
+    return UnmatchedNames(
+        option="APP",
+        unmatched=(app,),
+        known=tuple(dict.fromkeys(spec_name_of(n) for n in names)),
+        also_known=(*names, *sorted(apps)),
+        source=str(source),
+        noun="deployed application",
+        notes=tuple(others[:1]),
+    )
 
 
 def _lock_version(meta: Mapping[str, Any]) -> int:

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from venvstacks.errors import DeployError
+from venvstacks.errors import DeployError, SelectionError
 from venvstacks.plan.layout import METADATA_DIR, METADATA_ENV_DIR, METADATA_MANIFEST
-from venvstacks.plan.names import match_layer_names, spec_name_of
+from venvstacks.plan.names import UnmatchedNames, match_layer_names, spec_name_of
 from venvstacks.plan.platforms import build_platform
 
-__all__ = ["PublishedLayer", "load_published", "select_published"]
+__all__ = ["PublishedLayer", "load_published", "select_published", "unmatched_published"]
 
 CATEGORIES = ("runtimes", "frameworks", "applications")
 _SHA256 = re.compile(r"(sha256:)?[0-9a-fA-F]{64}")
@@ -172,16 +172,44 @@ def load_published(artifacts: Path) -> tuple[list[PublishedLayer], list[Publishe
     return listed, extra
 
 
+def _source_of(where: Path | None) -> str:
+    """The manifest the published layers were read from (for messages)."""
+    if where is None:
+        return "the published stack"
+    try:
+        return str(_manifest_path(where)[0])
+    except DeployError:
+        return str(where)
+
+
+def unmatched_published(
+    layers: Sequence[PublishedLayer], unmatched: Sequence[str], source: str
+) -> UnmatchedNames:
+    """What to tell of deploy `--include` patterns naming no published layer."""
+    names = [str(layer.meta.get("layer_name", layer.target)) for layer in layers]
+    return UnmatchedNames(
+        option="--include",
+        unmatched=tuple(unmatched),
+        known=tuple(dict.fromkeys(spec_name_of(name) for name in names)),
+        also_known=(*names, *(layer.target for layer in layers)),
+        source=source,
+        noun="published layer",
+    )
+
+
 def select_published(
     layers: Sequence[PublishedLayer],
     include: Sequence[str],
     extra: Sequence[PublishedLayer] = (),
     where: Path | None = None,
+    *,
+    source: str | None = None,
 ) -> list[PublishedLayer]:
     """The layers matching `include` (all when empty) and every layer they need, lower first.
 
     A needed layer missing from ``layers`` is taken from ``extra``; one missing from both is an
-    error naming it and the layer that needs it.
+    error naming it and the layer that needs it. A pattern naming no layer is an error naming
+    `source` (default: the manifest in `where`), the pattern and the layers published.
     """
     chosen = list(layers)
     if include:
@@ -195,7 +223,8 @@ def select_published(
         matched, unmatched = match_layer_names(include, names)
         chosen = [layers[i] for i in matched]
         if unmatched:
-            raise DeployError(f"no published layers match {', '.join(map(repr, unmatched))}")
+            problem = unmatched_published(layers, unmatched, source or _source_of(where))
+            raise SelectionError(problem.message(), problem.details())
     available = {layer.target: layer for layer in [*extra, *layers]}
     wanted: dict[str, PublishedLayer] = {}
     pending = list(chosen)

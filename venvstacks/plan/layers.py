@@ -10,13 +10,27 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from venvstacks.errors import GraphError, SpecError
-from venvstacks.plan.names import EnvName, LayerKind, LayerName, match_layer_names
+from venvstacks.errors import SelectionError, SpecError
+from venvstacks.plan.names import (
+    EnvName,
+    LayerKind,
+    LayerName,
+    UnmatchedNames,
+    match_layer_names,
+)
 from venvstacks.plan.platforms import TargetPlatform
 from venvstacks.spec.indexes import check_layer_indexes, merge_package_indexes
 from venvstacks.spec.stack import LayerSpec, StackSpec
 
-__all__ = ["LayerPlan", "StackPlan", "c3_linearise", "plan_stack", "select_layers"]
+__all__ = [
+    "LayerPlan",
+    "StackPlan",
+    "c3_linearise",
+    "plan_stack",
+    "require_matches",
+    "select_layers",
+    "unmatched_layers",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -328,12 +342,46 @@ def select_layers(
     return tuple(layer for layer in enabled if layer.env_name in chosen), unmatched
 
 
-def require_matches(unmatched: Sequence[str], *, allow_missing: bool, what: str = "") -> str | None:
-    """An error for unmatched patterns, or a warning text when `allow_missing` is set."""
+def require_matches(
+    plan: StackPlan,
+    unmatched: Sequence[str],
+    *,
+    allow_missing: bool,
+    option: str = "--include",
+) -> str | None:
+    """A `SelectionError` for patterns that name no layer of `plan`, or (with `allow_missing`)
+    the warning text instead. The message names the spec, the patterns, the closest layer
+    names and the layers that exist (see `UnmatchedNames`)."""
     if not unmatched:
         return None
-    listed = ", ".join(repr(p) for p in unmatched)
-    message = f"no matching layers found for {what}{listed}"
+    problem = unmatched_layers(plan, unmatched, option)
     if not allow_missing:
-        raise GraphError(f"{message} (pass --allow-missing to make this a warning)")
-    return message
+        raise SelectionError(
+            problem.message("pass --allow-missing to make this a warning"), problem.details()
+        )
+    return problem.message()
+
+
+def unmatched_layers(plan: StackPlan, unmatched: Sequence[str], option: str) -> UnmatchedNames:
+    """What to tell of `unmatched` patterns: layers that exist by spec name, and a note for a
+    pattern that names only layers without target platforms (never selected)."""
+    enabled = plan.enabled
+    disabled = {
+        layer.env_name: ((layer.env_name,), str(layer.name))
+        for layer in plan.layers
+        if not layer.enabled
+    }
+    notes = []
+    for pattern in unmatched:
+        hits, _ = match_layer_names([pattern], disabled)
+        if hits:
+            listed = ", ".join(plan[h].name for h in hits)
+            notes.append(f"{pattern!r} names {listed}, which targets no platform")
+    return UnmatchedNames(
+        option=option,
+        unmatched=tuple(unmatched),
+        known=tuple(dict.fromkeys(str(layer.name) for layer in enabled)),
+        also_known=tuple(layer.env_name for layer in enabled),
+        source=str(plan.spec.path),
+        notes=tuple(notes),
+    )
