@@ -4,14 +4,16 @@
 Run from the repository root with our venv's Python (it needs ``pbs_installer`` and, to check
 ``.tar.zst`` archives, ``zstandard``)::
 
-    .venv/bin/python benchmarks/compare_venvstacks.py            # 5 rounds, both stacks
+    .venv/bin/python benchmarks/compare_venvstacks.py          # 5 rounds, both stacks, 0.7.0
     .venv/bin/python benchmarks/compare_venvstacks.py --rounds 1 --stacks small
+    .venv/bin/python benchmarks/compare_venvstacks.py --original 0.8.0b2
 
 What it does, in one run:
 
-1. Creates (or reuses) ``benchmarks/_work/compare/orig-venv`` holding the ORIGINAL venvstacks
-   from PyPI (``ORIGINAL_REQUIREMENTS`` below), installed with pip's machine-wide configuration
-   switched off, so that only PyPI is used.
+1. Creates (or reuses) ``benchmarks/_work/compare/orig-venv-<VERSION>`` holding the ORIGINAL
+   venvstacks ``--original VERSION`` from PyPI (default 0.7.0, the release issue 16's targets
+   are set against; see ``EXTRA_REQUIREMENTS``), installed into a CPython 3.11.7 venv with
+   pip's machine-wide configuration switched off, so that only PyPI is used.
 2. Packs this machine's pyenv CPython 3.11.7 into a relocatable runtime archive with OUR
    ``venvstacks runtime pack``. Both tools get that same runtime: ours through
    ``--runtime-archives``; the original by unpacking it beforehand to
@@ -22,10 +24,15 @@ What it does, in one run:
 3. Runs both tools on identical copies of each stack (one folder per tool), interleaved step by
    step with the order rotated each round, timing: lock (cold), cold build + publish from the
    committed locks, a no-op build + publish, a one-app launch-module edit, and a one-app
-   requirements change. Ours runs twice: default settings (``tar.xz``) and ``--format tar.zst``.
-4. Prints a Markdown report: medians, speed-ups (theirs / ours), archive sizes, whether the
-   published app archive really holds the edit, whether both tools locked the same versions,
-   the machine and the tool versions.
+   requirement change (``--lock-if-needed``). The last two count until the app's archive holds
+   the change: where the original's ``build --publish`` leaves it stale, its
+   ``publish --force --include app-X`` follows and is added. Ours runs twice: default settings
+   (``tar.xz``) and ``--format tar.zst``.
+4. Prints a Markdown report: medians, speed-ups (theirs / ours), archive sizes, issue 16's
+   targets (met / NOT met, with the number), whether the published app archive really holds
+   each change, whether both tools locked the same versions (pylock TOML, or 0.7's pip-style
+   ``requirements-<layer>-<platform>.txt``), the machine and the tool versions; it is also
+   written to ``benchmarks/_work/compare/last-report.md``, every run to ``last-results.json``.
 
 The original is never changed or patched; it only gets its runtime pre-placed.
 """
@@ -39,6 +46,7 @@ import io
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import statistics
@@ -53,26 +61,32 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "benchmarks" / "_work" / "compare"
-ORIG_VENV = WORK / "orig-venv"
 RUNTIMES = WORK / "runtimes"
 UV_CACHE = WORK / "uv-cache"
 STACKS = WORK / "stacks"
 LOGS = WORK / "logs"
 OURS = REPO / ".venv" / "bin" / "venvstacks"
-THEIRS = ORIG_VENV / "bin" / "venvstacks"
 
-# venvstacks 0.8.0 final is not on PyPI (as of this run the index holds 0.7.0 as the newest final
-# release and 0.8.0b1/0.8.0b2 as pre-releases), so the newest 0.8 build there is compared.
-# `pdm[locked]`: a plain `pdm` pulls dependency versions that crash.
-ORIGINAL_VERSION = "0.8.0b2"
-ORIGINAL_REQUIREMENTS = [f"venvstacks=={ORIGINAL_VERSION}", "pdm[locked]"]
+# The targets (issue 16) are set against 0.7.0, the newest final release on PyPI; 0.8.0 final is
+# not there (0.8.0b1/0.8.0b2 are pre-releases), and `--original 0.8.0b2` compares that instead.
+DEFAULT_ORIGINAL = "0.7.0"
+# Extra requirements per original version: 0.8.0b2 with a plain `pdm` pulls dependency versions
+# that crash, `pdm[locked]` pins working ones. 0.7.0's own dependencies install fine.
+EXTRA_REQUIREMENTS: dict[str, tuple[str, ...]] = {"0.8.0b2": ("pdm[locked]",)}
 
 HOST_PYTHON_VERSION = "3.11.7"
 RUNTIME_SPEC = f"cpython@{HOST_PYTHON_VERSION}"
 EXCLUDE_NEWER = "2026-10-01T00:00:00Z"
 PLATFORMS = '["linux_x86_64", "linux_aarch64", "macosx_arm64", "win_amd64"]'
 
-TARGETS = {"cold": 5.0, "noop": 20.0, "app-edit": 20.0}
+# Issue 16's targets, theirs/ours with ours at default settings: (step, minimum ratio, label).
+TARGETS = (
+    ("cold", 8.0, "cold build + publish"),
+    ("noop", 50.0, "no-op build + publish"),
+    ("app-reqs-total", 25.0, "one app's requirement changed, until its archive is republished"),
+)
+EXTRA_RATIOS = (("app-edit-total", "one app's launch module edited, until republished (extra)"),)
+MAX_SIZE_RATIO = 1.15  # total archive bytes, ours (default tar.xz) / theirs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,25 +212,75 @@ ALL_STACKS = {s.name: s for s in (SMALL, MULTI)}
 
 
 @dataclass(frozen=True)
+class Original:
+    """One release of the original venvstacks from PyPI, in its own venv."""
+
+    version: str
+
+    @property
+    def venv(self) -> Path:
+        return WORK / f"orig-venv-{self.version}"
+
+    @property
+    def python(self) -> Path:
+        return self.venv / "bin" / "python"
+
+    @property
+    def exe(self) -> Path:
+        return self.venv / "bin" / "venvstacks"
+
+    @property
+    def requirements(self) -> list[str]:
+        return [f"venvstacks=={self.version}", *EXTRA_REQUIREMENTS.get(self.version, ())]
+
+    @property
+    def label(self) -> str:
+        return f"venvstacks {self.version}"
+
+
+@dataclass(frozen=True)
 class Variant:
     key: str
     label: str
+    exe: Path
     original: bool
     archive_ext: str
     build_extra: tuple[str, ...] = ()
 
     def command(self, *args: str) -> list[str]:
         if self.original:
-            return [str(THEIRS), *args]
-        return [str(OURS), *args, "--runtime-archives", str(RUNTIMES)]
+            return [str(self.exe), *args]
+        return [str(self.exe), *args, "--runtime-archives", str(RUNTIMES)]
 
 
-OURS_XZ = Variant("ours", "ours (tar.xz, default)", False, ".tar.xz")
-THEIRS_V = Variant("theirs", f"venvstacks {ORIGINAL_VERSION}", True, ".tar.xz")
-OURS_ZST = Variant(
-    "ours-zst", "ours (--format tar.zst)", False, ".tar.zst", ("--format", "tar.zst")
-)
-VARIANTS = (OURS_XZ, THEIRS_V, OURS_ZST)
+@dataclass(frozen=True)
+class Tools:
+    """The variants compared in one run: ours at default settings, the original, ours tar.zst."""
+
+    original: Original
+    ours: Variant
+    theirs: Variant
+    zst: Variant
+
+    @classmethod
+    def for_original(cls, original: Original) -> Tools:
+        return cls(
+            original,
+            Variant("ours", "ours (tar.xz, default)", OURS, False, ".tar.xz"),
+            Variant("theirs", original.label, original.exe, True, ".tar.xz"),
+            Variant(
+                "ours-zst",
+                "ours (--format tar.zst)",
+                OURS,
+                False,
+                ".tar.zst",
+                ("--format", "tar.zst"),
+            ),
+        )
+
+    @property
+    def all(self) -> tuple[Variant, ...]:
+        return (self.ours, self.theirs, self.zst)
 
 
 def tool_env() -> dict[str, str]:
@@ -275,20 +339,22 @@ def installed_version(python: Path, dist: str) -> str:
     return capture([str(python), "-c", code])
 
 
-def ensure_original(notes: list[str]) -> None:
-    python = ORIG_VENV / "bin" / "python"
-    if python.exists() and installed_version(python, "venvstacks") == ORIGINAL_VERSION:
-        notes.append(f"original's venv reused: {ORIG_VENV.relative_to(REPO)}")
+def ensure_original(original: Original, notes: list[str]) -> None:
+    """Create (or reuse) the venv holding ``original`` installed from PyPI only."""
+    python, venv = original.python, original.venv
+    if python.exists() and installed_version(python, "venvstacks") == original.version:
+        notes.append(f"original's venv reused: {venv.relative_to(REPO)}")
         return
-    shutil.rmtree(ORIG_VENV, ignore_errors=True)
+    shutil.rmtree(venv, ignore_errors=True)
     base = host_python() / "bin" / "python3"
-    subprocess.run([str(base), "-m", "venv", str(ORIG_VENV)], check=True)
-    log = LOGS / "pip-install-original.log"
-    elapsed, _, rc = run([str(python), "-m", "pip", "install", *ORIGINAL_REQUIREMENTS], log)
-    if rc:
-        sys.exit(f"pip install of the original failed:\n{tail(log)}")
+    subprocess.run([str(base), "-m", "venv", str(venv)], check=True)
+    log = LOGS / f"pip-install-original-{original.version}.log"
+    elapsed, _, rc = run([str(python), "-m", "pip", "install", *original.requirements], log)
+    if rc or installed_version(python, "venvstacks") != original.version:
+        shutil.rmtree(venv, ignore_errors=True)
+        sys.exit(f"pip install of {original.label} failed:\n{tail(log)}")
     notes.append(
-        f"original's venv created: pip install {' '.join(ORIGINAL_REQUIREMENTS)} ({elapsed:.0f} s)"
+        f"original's venv created: pip install {' '.join(original.requirements)} ({elapsed:.0f} s)"
     )
 
 
@@ -370,22 +436,66 @@ def archive_sizes(output_dir: Path, ext: str) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in sorted(output_dir.glob("*" + ext))}
 
 
-def locked_wheels(stack_dir: Path) -> int:
-    total = 0
-    for lock in sorted((stack_dir / "requirements").glob("*/pylock.*.toml")):
-        data = tomllib.loads(lock.read_text())
-        total += sum(len(p.get("wheels", [])) for p in data.get("packages", []))
-    return total
+@dataclass(frozen=True)
+class LayerLock:
+    """What one layer's lock file pins: normalised ``name==version`` and the artifacts listed."""
+
+    pins: frozenset[str]
+    artifacts: int
+    kind: str  # "wheels" (pylock TOML) or "hashes" (pip-style requirements)
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def read_pylock(path: Path) -> LayerLock:
+    """A ``pylock.<layer>.toml`` (ours and the original 0.8)."""
+    packages = tomllib.loads(path.read_text()).get("packages", [])
+    return LayerLock(
+        frozenset(f"{normalise(p['name'])}=={p.get('version', '?')}" for p in packages),
+        sum(len(p.get("wheels", [])) for p in packages),
+        "wheels",
+    )
+
+
+def read_requirements_lock(path: Path) -> LayerLock:
+    """A pip-style ``requirements-<layer>-<platform>.txt`` (the original 0.7): pins + hashes."""
+    pins: set[str] = set()
+    hashes = 0
+    for line in path.read_text().splitlines():
+        hashes += line.count("--hash=")
+        text = line.split("#", 1)[0].strip().removesuffix("\\").strip()
+        if not text or line[:1].isspace() or text.startswith("-"):
+            continue
+        name, sep, version = text.split(";", 1)[0].strip().partition("==")
+        pins.add(f"{normalise(name.split('[', 1)[0])}=={version.strip() if sep else '?'}")
+    return LayerLock(frozenset(pins), hashes, "hashes")
+
+
+def layer_locks(stack_dir: Path) -> dict[str, LayerLock]:
+    """Each layer's lock, keyed by its ``requirements/<layer>`` folder, whichever format."""
+    locks: dict[str, LayerLock] = {}
+    for folder in sorted(p for p in (stack_dir / "requirements").glob("*") if p.is_dir()):
+        pylock = sorted(folder.glob("pylock.*.toml"))
+        machine = f"linux_{platform.machine()}"
+        txt = sorted(folder.glob(f"requirements-*-{machine}.txt"))
+        if pylock:
+            locks[folder.name] = read_pylock(pylock[0])
+        elif txt:
+            locks[folder.name] = read_requirements_lock(txt[0])
+    return locks
 
 
 def locked_pins(stack_dir: Path) -> dict[str, set[str]]:
-    pins: dict[str, set[str]] = {}
-    for lock in sorted((stack_dir / "requirements").glob("*/pylock.*.toml")):
-        data = tomllib.loads(lock.read_text())
-        pins[lock.parent.name] = {
-            f"{p['name']}=={p.get('version', '?')}" for p in data.get("packages", [])
-        }
-    return pins
+    return {layer: set(lock.pins) for layer, lock in layer_locks(stack_dir).items()}
+
+
+def locked_artifacts(stack_dir: Path) -> str:
+    """How many artifacts the lock files list, e.g. ``"52 wheels"``."""
+    locks = layer_locks(stack_dir).values()
+    kinds = sorted({lock.kind for lock in locks}) or ["artifacts"]
+    return f"{sum(lock.artifacts for lock in locks)} {'/'.join(kinds)}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -420,19 +530,28 @@ STEPS = (
     ("cold", "cold build + publish (locks present, empty build and output dirs)"),
     ("cold+unpack", "same, counting the original's runtime unpack (done untimed before it)"),
     ("noop", "no-op build + publish"),
-    ("app-edit", "one app: launch module edited, build + publish"),
+    ("app-reqs", "one app: requirement added, build --lock-if-needed --publish"),
+    (
+        "app-reqs-fixed",
+        "then `publish --force --include <app>` to get it archived (theirs, when needed)",
+    ),
+    ("app-reqs-total", "one app's requirement added, until its archive is republished"),
+    ("app-edit", "extra: one app's launch module edited, build --publish"),
     (
         "app-edit-fixed",
-        "then `publish --force --include <app>` to get that edit archived (theirs only)",
+        "then `publish --force --include <app>` to get it archived (theirs, when needed)",
     ),
-    ("app-edit-total", "one app edited, until its archive holds the edit"),
-    ("app-reqs", "one app: requirement added, build --lock-if-needed + publish"),
+    ("app-edit-total", "extra: one app's launch module edited, until its archive is republished"),
 )
+FOLLOW_UP_STEPS = ("app-reqs-fixed", "app-edit-fixed")
 
 
 class Runner:
-    def __init__(self, stack: Stack, runtime_archive: Path, results: Results, round_no: int):
+    def __init__(
+        self, stack: Stack, tools: Tools, runtime_archive: Path, results: Results, round_no: int
+    ):
         self.stack = stack
+        self.tools = tools
         self.runtime_archive = runtime_archive
         self.results = results
         self.round_no = round_no
@@ -447,6 +566,10 @@ class Runner:
 
     def spec(self, variant: Variant) -> Path:
         return self.folder(variant) / "venvstacks.toml"
+
+    def app_archive(self, variant: Variant) -> Path:
+        name = f"app-{self.stack.edited_app}{variant.archive_ext}"
+        return self.folder(variant) / "_artifacts" / name
 
     def timed(self, variant: Variant, step: str, argv: list[str]) -> bool:
         if variant.key in self.failed:
@@ -469,6 +592,9 @@ class Runner:
             self.results.add(self.stack.name, f"{step}+unpack", variant.key, seconds + unpack)
         print(f"  {variant.key:9} {step:15} {seconds:8.2f} s", flush=True)
         return True
+
+    def last(self, step: str, variant: Variant) -> float:
+        return self.results.times[(self.stack.name, step, variant.key)][-1]
 
     def build_publish(self, variant: Variant, *extra: str) -> list[str]:
         return variant.command(
@@ -505,71 +631,90 @@ class Runner:
                     self.check("the original: pre-placed runtime NOT consumed")
 
     def step_noop(self, variant: Variant) -> None:
-        self.timed(variant, "noop", self.build_publish(variant))
-
-    def step_app_edit(self, variant: Variant) -> None:
-        folder = self.folder(variant)
-        marker = f"EDIT_MARKER_ROUND_{self.round_no}"
-        with (folder / self.stack.edited_module).open("a") as f:
-            f.write(f"\n{marker} = True\n")
-        if not self.timed(variant, "app-edit", self.build_publish(variant)):
+        archives = sorted((self.folder(variant) / "_artifacts").glob("*" + variant.archive_ext))
+        before = {p.name: p.stat().st_mtime_ns for p in archives}
+        if not self.timed(variant, "noop", self.build_publish(variant)):
             return
-        archive = folder / "_artifacts" / f"app-{self.stack.edited_app}{variant.archive_ext}"
-        fresh = archive_has(archive, self.stack.edited_module, marker)
+        rewritten = [p.name for p in archives if p.stat().st_mtime_ns != before[p.name]]
         self.check(
-            f"{variant.key}: after `build --publish`, {archive.name} holds the edit: "
+            f"{variant.key}: the no-op `build --publish` rewrote "
+            + (", ".join(rewritten) if rewritten else "no archive")
+        )
+
+    def until_republished(
+        self, variant: Variant, step: str, argv: list[str], what: str, holds: Callable[[], bool]
+    ) -> None:
+        """Time ``argv``; if the app archive then lacks the change, time the original's
+        documented follow-up (`publish --force --include app-X`); record the sum as
+        ``<step>-total`` only when the archive finally holds the change."""
+        if not self.timed(variant, step, argv):
+            return
+        archive = self.app_archive(variant)
+        fresh = holds()
+        how = " ".join(argv[1:3])
+        self.check(
+            f"{variant.key}: after `{how} {' '.join(argv[3:])}`, {archive.name} {what}: "
             + ("yes" if fresh else "NO")
         )
-        total = self.results.times[(self.stack.name, "app-edit", variant.key)][-1]
+        total = self.last(step, variant)
         if not fresh and variant.original:
-            argv = variant.command(
-                "publish",
-                str(self.spec(variant)),
-                "--force",
-                "--include",
-                f"app-{self.stack.edited_app}",
+            include = f"app-{self.stack.edited_app}"
+            fix = variant.command(
+                "publish", str(self.spec(variant)), "--force", "--include", include
             )
-            if self.timed(variant, "app-edit-fixed", argv):
-                fresh = archive_has(archive, self.stack.edited_module, marker)
+            if self.timed(variant, f"{step}-fixed", fix):
+                fresh = holds()
                 self.check(
-                    f"{variant.key}: after `publish --force --include app-{self.stack.edited_app}`, "
-                    f"{archive.name} holds the edit: {'yes' if fresh else 'NO'}"
+                    f"{variant.key}: after `publish --force --include {include}`, "
+                    f"{archive.name} {what}: {'yes' if fresh else 'NO'}"
                 )
-                total += self.results.times[(self.stack.name, "app-edit-fixed", variant.key)][-1]
+                total += self.last(f"{step}-fixed", variant)
         if fresh:
-            self.results.add(self.stack.name, "app-edit-total", variant.key, total)
+            self.results.add(self.stack.name, f"{step}-total", variant.key, total)
+
+    def step_app_edit(self, variant: Variant) -> None:
+        marker = f"EDIT_MARKER_ROUND_{self.round_no}"
+        with (self.folder(variant) / self.stack.edited_module).open("a") as f:
+            f.write(f"\n{marker} = True\n")
+        self.until_republished(
+            variant,
+            "app-edit",
+            self.build_publish(variant),
+            "holds the edited launch module",
+            lambda: archive_has(self.app_archive(variant), self.stack.edited_module, marker),
+        )
 
     def step_app_reqs(self, variant: Variant) -> None:
         spec = self.spec(variant)
         text = spec.read_text()
-        old = f'launch_module = "{self.stack.edited_module}"\nrequirements = [{self.stack.added_requirement}]'
+        old = (
+            f'launch_module = "{self.stack.edited_module}"\n'
+            f"requirements = [{self.stack.added_requirement}]"
+        )
         assert old in text, "edited app's requirements not found in the spec"
         new = old.replace("]", f', "{self.stack.added_package}"]')
         spec.write_text(text.replace(old, new))
-        if not self.timed(variant, "app-reqs", self.build_publish(variant, "--lock-if-needed")):
-            return
-        archive = (
-            self.folder(variant)
-            / "_artifacts"
-            / f"app-{self.stack.edited_app}{variant.archive_ext}"
-        )
-        has_pkg = any(f"/{self.stack.added_package}/" in name for name in archive_members(archive))
-        self.check(
-            f"{variant.key}: after adding "
-            f"{self.stack.added_package}, {archive.name} contains it: {'yes' if has_pkg else 'NO'}"
+        package = f"/{self.stack.added_package}/"
+        self.until_republished(
+            variant,
+            "app-reqs",
+            self.build_publish(variant, "--lock-if-needed"),
+            f"holds the added {self.stack.added_package}",
+            lambda: any(package in name for name in archive_members(self.app_archive(variant))),
         )
 
-    def lock_agreement(self) -> None:
-        ours, theirs = locked_pins(self.folder(OURS_XZ)), locked_pins(self.folder(THEIRS_V))
+    def lock_agreement(self, when: str) -> None:
+        ours_dir, theirs_dir = self.folder(self.tools.ours), self.folder(self.tools.theirs)
+        ours, theirs = locked_pins(ours_dir), locked_pins(theirs_dir)
         if not ours or not theirs:
+            self.check(f"{when}: lock files NOT found (ours {len(ours)}, theirs {len(theirs)})")
             return
         if ours == theirs:
             count = sum(len(v) for v in ours.values())
-            wheels_o = locked_wheels(self.folder(OURS_XZ))
-            wheels_t = locked_wheels(self.folder(THEIRS_V))
             self.check(
-                f"both tools locked the same {count} package pins in {len(ours)} layers "
-                f"(wheels listed in the lock files: ours {wheels_o}, theirs {wheels_t})"
+                f"{when}: both tools locked the same {count} package pins in {len(ours)} layers "
+                f"(artifacts listed in the lock files: ours {locked_artifacts(ours_dir)}, "
+                f"theirs {locked_artifacts(theirs_dir)})"
             )
         else:
             diffs = []
@@ -577,17 +722,19 @@ class Runner:
                 a, b = ours.get(layer, set()), theirs.get(layer, set())
                 if a != b:
                     diffs.append(f"{layer}: ours-only {sorted(a - b)}, theirs-only {sorted(b - a)}")
-            self.check("locks DIFFER: " + "; ".join(diffs))
+            self.check(f"{when}: locks DIFFER: " + "; ".join(diffs))
 
 
-def run_round(stack: Stack, archive: Path, results: Results, round_no: int) -> None:
-    runner = Runner(stack, archive, results, round_no)
-    shift = (round_no - 1) % len(VARIANTS)
-    order = VARIANTS[shift:] + VARIANTS[:shift]
+def run_round(stack: Stack, tools: Tools, archive: Path, results: Results, round_no: int) -> None:
+    runner = Runner(stack, tools, archive, results, round_no)
+    shift = (round_no - 1) % len(tools.all)
+    order = tools.all[shift:] + tools.all[:shift]
     print(
         f"\n== {stack.name} stack, round {round_no}: order {', '.join(v.key for v in order)}",
         flush=True,
     )
+    # The launch-module edit comes before the requirement change: the requirement change is the
+    # target, and its archive check (the added package) does not depend on the edit.
     steps: list[Callable[[Variant], None]] = [
         runner.step_lock,
         runner.step_cold,
@@ -595,17 +742,19 @@ def run_round(stack: Stack, archive: Path, results: Results, round_no: int) -> N
         runner.step_app_edit,
         runner.step_app_reqs,
     ]
-    for index, step in enumerate(steps):
+    for step in steps:
         for variant in order:
             step(variant)
-        if index == 0:
-            runner.lock_agreement()
+        if step == runner.step_lock:
+            runner.lock_agreement("after `lock`")
+        elif step == runner.step_app_reqs:
+            runner.lock_agreement("after the requirement change")
 
 
-def warm_up(stack: Stack, archive: Path) -> None:
+def warm_up(stack: Stack, tools: Tools, archive: Path) -> None:
     """Fill the shared uv cache (untimed): each tool locks and builds once, without publishing."""
     print(f"== warm-up ({stack.name}): filling the shared uv cache, untimed", flush=True)
-    for variant in (OURS_XZ, THEIRS_V):
+    for variant in (tools.ours, tools.theirs):
         folder = STACKS / stack.name / f"warmup-{variant.key}"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
@@ -649,88 +798,112 @@ def ratio(theirs: float | None, ours: float | None) -> str:
     return f"{theirs / ours:.1f}x"
 
 
-def cpu_table(stack: Stack, results: Results) -> list[str]:
+def cpu_table(stack: Stack, results: Results, tools: Tools) -> list[str]:
+    name = tools.original.version
     out = [
         (
             "CPU time (user + sys of the tool's whole process tree, medians; less disturbed than "
             "wall time by other work on this shared machine):"
         ),
         "",
-        "| measurement | ours CPU (s) | theirs CPU (s) | theirs/ours | ours tar.zst CPU (s) |",
+        f"| measurement | ours CPU (s) | {name} CPU (s) | {name}/ours | ours tar.zst CPU (s) |",
         "|---|---:|---:|---:|---:|",
     ]
     for step, label in STEPS:
-        o = results.cpu_median(stack.name, step, OURS_XZ.key)
-        t = results.cpu_median(stack.name, step, THEIRS_V.key)
-        z = results.cpu_median(stack.name, step, OURS_ZST.key)
+        o = results.cpu_median(stack.name, step, tools.ours.key)
+        t = results.cpu_median(stack.name, step, tools.theirs.key)
+        z = results.cpu_median(stack.name, step, tools.zst.key)
         if o is None and t is None:
             continue
         out.append(f"| {label} | {fmt(o)} | {fmt(t)} | {ratio(t, o)} | {fmt(z)} |")
     return out
 
 
-def target_lines(stack: Stack, results: Results) -> list[str]:
-    out: list[str] = []
-    out.append("Targets (default settings, theirs/ours):")
-    for step, target in TARGETS.items():
-        key = "app-edit-total" if step == "app-edit" else step
-        o = results.median(stack.name, key, OURS_XZ.key)
-        t = results.median(stack.name, key, THEIRS_V.key)
+def target_lines(stack: Stack, results: Results, tools: Tools) -> list[str]:
+    version = tools.original.version
+    out = [f"Targets (issue 16: {version}/ours, ours at default settings, medians):"]
+    if version != DEFAULT_ORIGINAL:
+        out.append(
+            f"- note: the targets are set against {DEFAULT_ORIGINAL}; this run compares {version}"
+        )
+    for step, target, label in TARGETS:
+        o = results.median(stack.name, step, tools.ours.key)
+        t = results.median(stack.name, step, tools.theirs.key)
         if o is None or t is None:
-            out.append(f"- {step}: ≥{target:.0f}x - not measured")
+            out.append(f"- {label}: ≥{target:g}x: NOT met (not measured)")
             continue
         got = t / o
         verdict = "met" if got >= target else "NOT met"
         extra = ""
         if step == "cold":
-            o2 = results.median(stack.name, "cold+unpack", OURS_XZ.key)
-            t2 = results.median(stack.name, "cold+unpack", THEIRS_V.key)
-            extra = f" (counting the original's runtime unpack: {ratio(t2, o2)})"
-        out.append(f"- {step}: ≥{target:.0f}x - got {got:.1f}x{extra}: {verdict}")
+            o2 = results.median(stack.name, "cold+unpack", tools.ours.key)
+            t2 = results.median(stack.name, "cold+unpack", tools.theirs.key)
+            extra = f"; counting the original's runtime unpack {ratio(t2, o2)}"
+        out.append(
+            f"- {label}: ≥{target:g}x: {verdict}, {got:.1f}x "
+            f"({version} {t:.2f} s, ours {o:.2f} s{extra})"
+        )
+    sizes_o = sum(results.sizes.get((stack.name, tools.ours.key), {}).values())
+    sizes_t = sum(results.sizes.get((stack.name, tools.theirs.key), {}).values())
+    if sizes_o and sizes_t:
+        got = sizes_o / sizes_t
+        verdict = "met" if got <= MAX_SIZE_RATIO else "NOT met"
+        out.append(
+            f"- archive size, ours/{version} (all layers, tar.xz): ≤{MAX_SIZE_RATIO:g}x: "
+            f"{verdict}, {got:.3f}x ({sizes_o:,} against {sizes_t:,} bytes)"
+        )
+    else:
+        out.append(f"- archive size: ≤{MAX_SIZE_RATIO:g}x: NOT met (not measured)")
+    for step, label in EXTRA_RATIOS:
+        o = results.median(stack.name, step, tools.ours.key)
+        t = results.median(stack.name, step, tools.theirs.key)
+        out.append(f"- {label}: {ratio(t, o)} ({version} {fmt(t)} s, ours {fmt(o)} s)")
     out.append("")
     return out
 
 
-def stack_section(stack: Stack, results: Results) -> list[str]:
+def stack_section(stack: Stack, results: Results, tools: Tools) -> list[str]:
+    name = tools.original.version
     out: list[str] = []
     out.append("")
     out.append(f"### Stack `{stack.name}`: {stack.description}")
     out.append("")
     out.append(
-        "| measurement | ours (s) | theirs (s) | theirs/ours | ours tar.zst (s) | theirs/ours-zst |"
+        f"| measurement | ours (s) | {name} (s) | {name}/ours | ours tar.zst (s) "
+        f"| {name}/ours-zst |"
     )
     out.append("|---|---:|---:|---:|---:|---:|")
     for step, label in STEPS:
-        o = results.median(stack.name, step, OURS_XZ.key)
-        t = results.median(stack.name, step, THEIRS_V.key)
-        z = results.median(stack.name, step, OURS_ZST.key)
-        if step == "app-edit-fixed":
+        o = results.median(stack.name, step, tools.ours.key)
+        t = results.median(stack.name, step, tools.theirs.key)
+        z = results.median(stack.name, step, tools.zst.key)
+        if step in FOLLOW_UP_STEPS:
             if t is None:
                 continue
             out.append(f"| {label} | | {fmt(t)} | | | |")
             continue
         out.append(f"| {label} | {fmt(o)} | {fmt(t)} | {ratio(t, o)} | {fmt(z)} | {ratio(t, z)} |")
     out.append("")
-    out.extend(cpu_table(stack, results))
+    out.extend(cpu_table(stack, results, tools))
     out.append("")
-    sizes = {v.key: results.sizes.get((stack.name, v.key), {}) for v in VARIANTS}
+    sizes = {v.key: results.sizes.get((stack.name, v.key), {}) for v in tools.all}
     layers = sorted({name.split(".tar")[0] for s in sizes.values() for name in s})
-    out.append("| archive | ours tar.xz (bytes) | theirs tar.xz (bytes) | ours tar.zst (bytes) |")
+    out.append(f"| archive | ours tar.xz (bytes) | {name} tar.xz (bytes) | ours tar.zst (bytes) |")
     out.append("|---|---:|---:|---:|")
     for layer in layers:
         cells = []
-        for v in VARIANTS:
+        for v in tools.all:
             size = sizes[v.key].get(layer + v.archive_ext)
             cells.append("-" if size is None else f"{size:,}")
         out.append(f"| {layer} | " + " | ".join(cells) + " |")
-    totals = [sum(sizes[v.key].values()) for v in VARIANTS]
+    totals = [sum(sizes[v.key].values()) for v in tools.all]
     out.append("| **total** | " + " | ".join(f"**{t:,}**" for t in totals) + " |")
     out.append("")
-    out.extend(target_lines(stack, results))
+    out.extend(target_lines(stack, results, tools))
     out.append("All runs (s):")
     for step, _ in STEPS:
         parts = []
-        for v in VARIANTS:
+        for v in tools.all:
             values = results.times.get((stack.name, step, v.key))
             if values:
                 parts.append(f"{v.key} " + ", ".join(f"{x:.2f}" for x in values))
@@ -739,8 +912,32 @@ def stack_section(stack: Stack, results: Results) -> list[str]:
     return out
 
 
+def original_lines(original: Original) -> list[str]:
+    python = str(original.python)
+    theirs_cli = capture([str(original.exe), "--version"])
+    uv = capture([python, "-m", "uv", "--version"]).split()
+    deps = ", ".join(
+        f"{dist} {installed_version(original.python, dist)}" for dist in ("pbs-installer", "pdm")
+    )
+    out = [
+        (
+            f"- theirs: venvstacks {installed_version(original.python, 'venvstacks')} from PyPI "
+            f"(`pip install {' '.join(original.requirements)}` into "
+            f"`{original.venv.relative_to(REPO)}`), uv {uv[1] if len(uv) > 1 else '?'}, {deps}"
+        )
+    ]
+    if not theirs_cli.startswith("venvstacks:"):
+        reason = "Missing command." if "Missing command" in theirs_cli else theirs_cli[-200:]
+        out.append(
+            f'- note: the original\'s `venvstacks --version` fails (exit 2, "{reason}"; '
+            "`venvstacks --version show` works); its version was read from its metadata"
+        )
+    return out
+
+
 def report(
     stacks: Sequence[Stack],
+    tools: Tools,
     results: Results,
     notes: list[str],
     rounds: int,
@@ -749,9 +946,11 @@ def report(
 ) -> str:
     out: list[str] = []
     ours_version = capture([str(OURS), "--version"])
-    theirs_cli = capture([str(THEIRS), "--version"])
-    theirs_version = installed_version(ORIG_VENV / "bin" / "python", "venvstacks")
-    out.append(f"- date: {started:%Y-%m-%d %H:%M} UTC; {rounds} round(s), medians shown")
+    version = tools.original.version
+    out.append(
+        f"- ours against venvstacks {version}; date: {started:%Y-%m-%d %H:%M} UTC; "
+        f"{rounds} round(s), medians shown"
+    )
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     out.append(
         f"- load average at the start: {load_at_start}; at the end: {load} (1, 5, 15 min). The "
@@ -765,19 +964,7 @@ def report(
         f"- ours: `{ours_version}` (commit {capture(['git', '-C', str(REPO), 'rev-parse', '--short', 'HEAD'])}), "
         f"uv {capture([str(REPO / '.venv/bin/python'), '-m', 'uv', '--version']).split()[1]}"
     )
-    out.append(
-        f"- theirs: venvstacks {theirs_version} from PyPI (`pip install "
-        f"{' '.join(ORIGINAL_REQUIREMENTS)}`), uv "
-        f"{capture([str(ORIG_VENV / 'bin/python'), '-m', 'uv', '--version']).split()[1]}, "
-        f"pbs-installer {installed_version(ORIG_VENV / 'bin/python', 'pbs-installer')}, "
-        f"pdm {installed_version(ORIG_VENV / 'bin/python', 'pdm')}"
-    )
-    if not theirs_cli.startswith("venvstacks:"):
-        reason = "Missing command." if "Missing command" in theirs_cli else theirs_cli[-200:]
-        out.append(
-            f'- note: the original\'s `venvstacks --version` fails (exit 2, "{reason}"; '
-            "`venvstacks --version show` works); its version was read from its metadata"
-        )
+    out.extend(original_lines(tools.original))
     out.append(
         f"- runtime: this machine's pyenv CPython {HOST_PYTHON_VERSION}, packed once by ours; spec "
         f'`python_implementation = "{RUNTIME_SPEC}"` in both stacks (a release the original\'s '
@@ -794,11 +981,12 @@ def report(
     out.append(
         "- builds: `build SPEC --publish` for both (ours: default settings, tar.xz preset 1; "
         "the original: tar.xz at Python's default preset 6); the requirements step adds "
-        "`--lock-if-needed`"
+        "`--lock-if-needed` (both tools). Where the original's `build --publish` leaves the "
+        "app archive without the change, `publish --force --include app-X` follows and counts"
     )
     out.extend(f"- {note}" for note in notes)
     for stack in stacks:
-        out.extend(stack_section(stack, results))
+        out.extend(stack_section(stack, results, tools))
     out.append("")
     out.append("Checks:")
     grouped: dict[tuple[str, str], list[int]] = {}
@@ -818,10 +1006,34 @@ def report(
     return "\n".join(out) + "\n"
 
 
+def results_json(tools: Tools, results: Results) -> str:
+    """``last-results.json``: the original's version and every run, keyed ``stack / step / tool``."""
+
+    def keyed(values: dict[tuple[str, str, str], list[float]]) -> dict[str, list[float]]:
+        return {" / ".join(k): v for k, v in values.items()}
+
+    return json.dumps(
+        {
+            "original": tools.original.version,
+            "times": keyed(results.times),
+            "cpu": keyed(results.cpu),
+            "sizes": {" / ".join(k): v for k, v in results.sizes.items()},
+        },
+        indent=2,
+        sort_keys=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--stacks", default="small,multi", help="comma-separated: small, multi")
+    parser.add_argument(
+        "--original",
+        default=DEFAULT_ORIGINAL,
+        metavar="VERSION",
+        help=f"venvstacks release from PyPI to compare against (default {DEFAULT_ORIGINAL})",
+    )
     parser.add_argument("--no-warm-up", action="store_true")
     args = parser.parse_args()
     stacks = [ALL_STACKS[name] for name in args.stacks.split(",") if name]
@@ -832,20 +1044,19 @@ def main() -> None:
     for folder in (WORK, LOGS, RUNTIMES, UV_CACHE, STACKS):
         folder.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
-    ensure_original(notes)
+    tools = Tools.for_original(Original(args.original))
+    ensure_original(tools.original, notes)
     archive = ensure_runtime(notes)
     results = Results()
     if not args.no_warm_up:
         for stack in stacks:
-            warm_up(stack, archive)
+            warm_up(stack, tools, archive)
     for stack in stacks:
         for round_no in range(1, args.rounds + 1):
-            run_round(stack, archive, results, round_no)
-    text = report(stacks, results, notes, args.rounds, started, load_at_start)
+            run_round(stack, tools, archive, results, round_no)
+    text = report(stacks, tools, results, notes, args.rounds, started, load_at_start)
     (WORK / "last-report.md").write_text(text)
-    (WORK / "last-results.json").write_text(
-        json.dumps({" / ".join(k): v for k, v in results.times.items()}, indent=2, sort_keys=True)
-    )
+    (WORK / "last-results.json").write_text(results_json(tools, results))
     print("\n" + text)
 
 
