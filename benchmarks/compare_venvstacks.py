@@ -593,13 +593,20 @@ class Runner:
         print(f"  {variant.key:9} {step:15} {seconds:8.2f} s", flush=True)
         return True
 
-    def last(self, step: str, variant: Variant) -> float:
-        return self.results.times[(self.stack.name, step, variant.key)][-1]
+    def last(self, step: str, variant: Variant) -> tuple[float, float]:
+        """The latest (wall, CPU) seconds of ``step`` for ``variant``."""
+        key = (self.stack.name, step, variant.key)
+        return self.results.times[key][-1], self.results.cpu[key][-1]
 
     def build_publish(self, variant: Variant, *extra: str) -> list[str]:
         return variant.command(
             "build", str(self.spec(variant)), *extra, "--publish", *variant.build_extra
         )
+
+    @staticmethod
+    def shown(variant: Variant, *extra: str) -> str:
+        """``build_publish``'s command as the report shows it (no paths)."""
+        return " ".join(("build", *extra, "--publish", *variant.build_extra))
 
     # Each step runs for every variant before the next step starts (interleaving).
     def step_lock(self, variant: Variant) -> None:
@@ -637,26 +644,30 @@ class Runner:
             return
         rewritten = [p.name for p in archives if p.stat().st_mtime_ns != before[p.name]]
         self.check(
-            f"{variant.key}: the no-op `build --publish` rewrote "
+            f"{variant.key}: the no-op `{self.shown(variant)}` rewrote "
             + (", ".join(rewritten) if rewritten else "no archive")
         )
 
     def until_republished(
-        self, variant: Variant, step: str, argv: list[str], what: str, holds: Callable[[], bool]
+        self,
+        variant: Variant,
+        step: str,
+        extra: tuple[str, ...],
+        what: str,
+        holds: Callable[[], bool],
     ) -> None:
-        """Time ``argv``; if the app archive then lacks the change, time the original's
+        """Time ``build [extra] --publish``; if the app archive then lacks the change, time the original's
         documented follow-up (`publish --force --include app-X`); record the sum as
         ``<step>-total`` only when the archive finally holds the change."""
-        if not self.timed(variant, step, argv):
+        if not self.timed(variant, step, self.build_publish(variant, *extra)):
             return
         archive = self.app_archive(variant)
         fresh = holds()
-        how = " ".join(argv[1:3])
         self.check(
-            f"{variant.key}: after `{how} {' '.join(argv[3:])}`, {archive.name} {what}: "
+            f"{variant.key}: after `{self.shown(variant, *extra)}`, {archive.name} {what}: "
             + ("yes" if fresh else "NO")
         )
-        total = self.last(step, variant)
+        total, cpu = self.last(step, variant)
         if not fresh and variant.original:
             include = f"app-{self.stack.edited_app}"
             fix = variant.command(
@@ -668,9 +679,12 @@ class Runner:
                     f"{variant.key}: after `publish --force --include {include}`, "
                     f"{archive.name} {what}: {'yes' if fresh else 'NO'}"
                 )
-                total += self.last(f"{step}-fixed", variant)
+                more, more_cpu = self.last(f"{step}-fixed", variant)
+                total, cpu = total + more, cpu + more_cpu
         if fresh:
             self.results.add(self.stack.name, f"{step}-total", variant.key, total)
+            key = (self.stack.name, f"{step}-total", variant.key)
+            self.results.cpu.setdefault(key, []).append(cpu)
 
     def step_app_edit(self, variant: Variant) -> None:
         marker = f"EDIT_MARKER_ROUND_{self.round_no}"
@@ -679,7 +693,7 @@ class Runner:
         self.until_republished(
             variant,
             "app-edit",
-            self.build_publish(variant),
+            (),
             "holds the edited launch module",
             lambda: archive_has(self.app_archive(variant), self.stack.edited_module, marker),
         )
@@ -698,7 +712,7 @@ class Runner:
         self.until_republished(
             variant,
             "app-reqs",
-            self.build_publish(variant, "--lock-if-needed"),
+            ("--lock-if-needed",),
             f"holds the added {self.stack.added_package}",
             lambda: any(package in name for name in archive_members(self.app_archive(variant))),
         )
@@ -839,9 +853,13 @@ def target_lines(stack: Stack, results: Results, tools: Tools) -> list[str]:
             o2 = results.median(stack.name, "cold+unpack", tools.ours.key)
             t2 = results.median(stack.name, "cold+unpack", tools.theirs.key)
             extra = f"; counting the original's runtime unpack {ratio(t2, o2)}"
+        cpu = ratio(
+            results.cpu_median(stack.name, step, tools.theirs.key),
+            results.cpu_median(stack.name, step, tools.ours.key),
+        )
         out.append(
             f"- {label}: ≥{target:g}x: {verdict}, {got:.1f}x "
-            f"({version} {t:.2f} s, ours {o:.2f} s{extra})"
+            f"({version} {t:.2f} s, ours {o:.2f} s{extra}; CPU time {cpu})"
         )
     sizes_o = sum(results.sizes.get((stack.name, tools.ours.key), {}).values())
     sizes_t = sum(results.sizes.get((stack.name, tools.theirs.key), {}).values())
