@@ -656,8 +656,8 @@ class Runner:
         what: str,
         holds: Callable[[], bool],
     ) -> None:
-        """Time ``build [extra] --publish``; if the app archive then lacks the change, time the original's
-        documented follow-up (`publish --force --include app-X`); record the sum as
+        """Time ``build [extra] --publish``; if the app archive then lacks the change, time the
+        original's follow-up (``publish --force --include app-X``); record the sum as
         ``<step>-total`` only when the archive finally holds the change."""
         if not self.timed(variant, step, self.build_publish(variant, *extra)):
             return
