@@ -159,6 +159,35 @@ def test_publish_deploy_and_republish_only_the_changed_app(
     assert _run_app(stack, target, "a").rstrip().endswith("v2")
 
 
+def test_the_python_api_deploys_from_a_registry(
+    stack: Stack, registry: Registry, tmp_path: Path
+) -> None:
+    """`venvstacks.deploy_from_registry` is what `deploy oci://...` calls: the same downloads
+    (none the second time), the same result and the same clean-up."""
+    import venvstacks
+
+    stack.publish(registry, "api/stack")
+    target = tmp_path / "deployed"
+    events: list[str] = []
+    first = venvstacks.deploy_from_registry(
+        registry.url("api/stack"), target, plain_http=True,
+        progress=lambda event: events.append(event.kind),
+    )  # fmt: skip
+    assert sorted(first.updated) == sorted(TARGETS)
+    assert events[0] == "begin" and events[-1] == "end"
+    assert "vs_app_a" in _run_app(stack, target, "a")
+    assert not list(target.parent.glob(".venvstacks-oci-*"))
+    mark = registry.mark()
+    again = venvstacks.deploy_from_registry(registry.url("api/stack"), target, plain_http=True)
+    assert again.updated == () and sorted(again.layers) == sorted(TARGETS)
+    archives = set(_archive_digests(stack.published_meta(registry, "api/stack")).values())
+    assert not {_digest(r) for r in registry.requests_since(mark)} & archives
+    with pytest.raises(venvstacks.DeployError, match="plain HTTP cannot be combined"):
+        venvstacks.deploy_from_registry(
+            registry.url("api/stack"), target, plain_http=True, insecure=True
+        )
+
+
 def test_another_repository_mounts_instead_of_uploading(stack: Stack, registry: Registry) -> None:
     stack.publish(registry, "team/one")
     mark = registry.mark()

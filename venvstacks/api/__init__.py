@@ -4,7 +4,12 @@ The command line is one client of this package: each command parses its options,
 function here and renders the result. See docs/api.md.
 """
 
-from venvstacks.api.deploying import deploy_published, run_app, verify_deployment
+from venvstacks.api.deploying import (
+    deploy_from_registry,
+    deploy_published,
+    run_app,
+    verify_deployment,
+)
 from venvstacks.api.options import (
     BuildOptions,
     ExportOptions,
@@ -49,6 +54,7 @@ __all__ = [
     "TaskStatus",
     "VerifiedLayer",
     "VerifyResult",
+    "deploy_from_registry",
     "deploy_published",
     "run_app",
     "verify_deployment",

@@ -1,13 +1,15 @@
-"""Deploying, verifying and running published layers: the API's module-level verbs.
+"""Deploying (from a folder or a registry), verifying and running layers: the API's verbs.
 
-They are named `deploy_published`, `verify_deployment` and `run_app` (not plain `deploy`)
-because `venvstacks.deploy` is the subpackage that implements them.
+They are named `deploy_published`, `deploy_from_registry`, `verify_deployment` and `run_app`
+(not plain `deploy`) because `venvstacks.deploy` is the subpackage that implements them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from venvstacks.api._run import emitting
 from venvstacks.api.results import (
@@ -18,7 +20,7 @@ from venvstacks.api.results import (
     VerifyResult,
 )
 
-__all__ = ["deploy_published", "run_app", "verify_deployment"]
+__all__ = ["deploy_from_registry", "deploy_published", "run_app", "verify_deployment"]
 
 
 def deploy_published(
@@ -59,6 +61,64 @@ def deploy_published(
         for layer in layers
     }
     return DeployResult(target, outcomes)
+
+
+def deploy_from_registry(
+    reference: str,
+    target_dir: Path | str,
+    include: Sequence[str] = (),
+    *,
+    jobs: int = 1,
+    progress: ProgressListener | None = None,
+    repair: bool = False,
+    plain_http: bool = False,
+    insecure: bool = False,
+    ca_file: Path | str | None = None,
+) -> DeployResult:
+    """Deploy the stack pushed to `reference` (``oci://HOST[:PORT]/REPO[:TAG]``, tag default
+    ``latest``; written by `publish --to`) into `target_dir`.
+
+    Only the archives of the layers `target_dir` lacks (or whose files changed) are downloaded,
+    each checked against its digest, into a scratch folder beside `target_dir` shaped like a
+    publish output; that folder is then deployed exactly as `deploy_published` does (same
+    arguments, same checks) and removed. `plain_http`, `insecure` and `ca_file` say how to reach
+    the registry (as `publish --to`; credentials are found the same way). Raises `DeployError`, or
+    another `StackError` naming the registry, repository and layer when the registry fails.
+    """
+    from venvstacks.deploy import deployment
+    from venvstacks.deploy.published import select_published
+    from venvstacks.errors import DeployError
+    from venvstacks.oci.client import RegistryClient
+    from venvstacks.oci.reference import parse_reference
+    from venvstacks.oci.stack import fetch_published
+    from venvstacks.oci.transport import TransportOptions
+
+    if plain_http and (insecure or ca_file is not None):
+        raise DeployError("plain HTTP cannot be combined with insecure HTTPS or a CA file")
+    transport = TransportOptions(plain_http, insecure, Path(ca_file) if ca_file else None)
+    source = parse_reference(reference)
+    target = Path(target_dir).absolute()
+    if target.exists() and not target.is_dir():
+        raise DeployError(f"{target} is not a folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    def needed(layers: Sequence[tuple[str, Mapping[str, Any]]]) -> list[Mapping[str, Any]]:
+        # What to download; the deploy decides again under the target's lock.
+        published = [deployment.PublishedLayer(category, meta) for category, meta in layers]
+        return [
+            layer.meta
+            for layer in select_published(published, include, source=reference)
+            if not deployment.is_current(target, layer.target, layer.sha256)
+        ]
+
+    with (
+        RegistryClient(source, transport) as client,
+        tempfile.TemporaryDirectory(prefix=".venvstacks-oci-", dir=target.parent) as scratch,
+    ):
+        fetch_published(client, source, Path(scratch), needed)
+        return deploy_published(
+            scratch, target, include, jobs=jobs, progress=progress, repair=repair
+        )
 
 
 def verify_deployment(target_dir: Path | str) -> VerifyResult:

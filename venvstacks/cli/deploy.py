@@ -7,11 +7,15 @@ from pathlib import Path
 
 import click
 
-from venvstacks.api.deploying import deploy_published, run_app, verify_deployment
-from venvstacks.api.results import DeployResult
+from venvstacks.api.deploying import (
+    deploy_from_registry,
+    deploy_published,
+    run_app,
+    verify_deployment,
+)
 from venvstacks.cli.common import jobs_option
 from venvstacks.cli.output import Output, subscriber
-from venvstacks.cli.registry import TransportFlags, deploy_from_registry, transport_options
+from venvstacks.cli.registry import TransportFlags, transport_options
 from venvstacks.errors import StackError
 
 __all__ = ["COMMANDS"]
@@ -59,18 +63,19 @@ def deploy(
     latest), written by `publish --to`: only the archives TARGET_DIR lacks are downloaded, each
     verified against its digest, then deployed exactly as from a folder.
     """
-
-    def from_folder(folder: Path) -> DeployResult:
-        return deploy_published(
-            folder, target_dir, include, jobs=jobs, progress=subscriber(ctx), repair=repair
-        )
-
     if artifacts_dir.startswith("oci://"):
-        result = deploy_from_registry(artifacts_dir, target_dir, include, transport, from_folder)
+        transport.options()  # a usage error (exit 2) for flags that cannot go together
+        result = deploy_from_registry(
+            artifacts_dir, target_dir, include, jobs=jobs, progress=subscriber(ctx),
+            repair=repair, plain_http=transport.plain_http, insecure=transport.insecure,
+            ca_file=transport.ca_file,
+        )  # fmt: skip
     elif transport.given:
         raise click.UsageError("--plain-http, --insecure and --ca-file need an oci:// source")
     else:
-        result = from_folder(Path(artifacts_dir))
+        result = deploy_published(
+            artifacts_dir, target_dir, include, jobs=jobs, progress=subscriber(ctx), repair=repair
+        )
     out = Output(as_json=as_json)
     if as_json:
         out.document(result.to_json())

@@ -1,30 +1,26 @@
-"""Registry options and actions for `publish --to`, `build --publish --to` and `deploy oci://...`."""
+"""Registry options for `publish --to`, `build --publish --to`/`--remote-cache` and `deploy oci://`,
+and the push report of `publish --to` (deploying from a registry is `api.deploying`'s)."""
 
 from __future__ import annotations
 
 import functools
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import click
 
-from venvstacks.errors import StackError
-
 __all__ = [
     "PushRequest",
     "TransportFlags",
     "build_registry_options",
-    "deploy_from_registry",
     "push_options",
     "push_output",
     "transport_options",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -108,14 +104,17 @@ def _decorate(func: Callable[..., Any], options: Sequence[Callable[[Any], Any]])
     return func
 
 
+def _transport(kwargs: dict[str, Any]) -> TransportFlags:
+    """Take the transport options' values out of a command's keyword arguments."""
+    return TransportFlags(kwargs.pop("plain_http"), kwargs.pop("insecure"), kwargs.pop("ca_file"))
+
+
 def transport_options(func: F) -> F:
     """Add the transport options, handed to the command as one `transport: TransportFlags`."""
 
     @functools.wraps(func)
-    def wrapper(
-        *args: Any, plain_http: bool, insecure: bool, ca_file: Path | None, **kwargs: Any
-    ) -> Any:
-        return func(*args, transport=TransportFlags(plain_http, insecure, ca_file), **kwargs)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, transport=_transport(kwargs), **kwargs)
 
     return cast(F, _decorate(wrapper, _TRANSPORT_OPTIONS))
 
@@ -151,26 +150,32 @@ def _push_request(
     return None
 
 
+def _registry_options(func: Callable[..., Any], remote_cache: bool) -> Any:
+    """The push options (with `--remote-cache` and `--remote-cache-read-only` when
+    `remote_cache`) and the transport options, defined once for both decorators below."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        transport = _transport(kwargs)
+        push_to, push_tag = kwargs.pop("push_to"), kwargs.pop("push_tag")
+        mount_from = kwargs.pop("mount_from")
+        if remote_cache:
+            cache = _remote_cache(
+                kwargs.pop("remote_cache"), kwargs.pop("remote_cache_read_only"), transport
+            )
+            kwargs["remote_cache"] = cache
+        used = remote_cache and kwargs["remote_cache"] is not None
+        push = _push_request(push_to, push_tag, mount_from, transport, used)
+        return func(*args, push=push, **kwargs)
+
+    caching = _REMOTE_CACHE_OPTIONS if remote_cache else []
+    return _decorate(wrapper, [*_PUSH_OPTIONS, *caching, *_TRANSPORT_OPTIONS])
+
+
 def push_options(func: F) -> F:
     """Add `--to`, `--tag`, `--mount-from` and the transport options, handed to the command as
     one `push: PushRequest | None` (None without `--to`; the others need it)."""
-
-    @functools.wraps(func)
-    def wrapper(
-        *args: Any,
-        push_to: str | None,
-        push_tag: str,
-        mount_from: tuple[str, ...],
-        plain_http: bool,
-        insecure: bool,
-        ca_file: Path | None,
-        **kwargs: Any,
-    ) -> Any:
-        transport = TransportFlags(plain_http, insecure, ca_file)
-        push = _push_request(push_to, push_tag, mount_from, transport)
-        return func(*args, push=push, **kwargs)
-
-    return cast(F, _decorate(wrapper, [*_PUSH_OPTIONS, *_TRANSPORT_OPTIONS]))
+    return cast(F, _registry_options(func, remote_cache=False))
 
 
 _REMOTE_CACHE_OPTIONS = [
@@ -189,43 +194,25 @@ _REMOTE_CACHE_OPTIONS = [
 ]
 
 
+def _remote_cache(url: str | None, read_only: bool, transport: TransportFlags) -> Any:
+    """`--remote-cache` and `--remote-cache-read-only` as the API's `RemoteCache` (or None)."""
+    if url is None:
+        if read_only:
+            raise click.UsageError("--remote-cache-read-only needs --remote-cache")
+        return None
+    from venvstacks.api.options import RemoteCache
+    from venvstacks.oci.reference import parse_reference
+
+    _option_value("--remote-cache", lambda: parse_reference(url, allow_tag=False))
+    transport.options()
+    return RemoteCache(url, read_only, transport.plain_http, transport.insecure, transport.ca_file)
+
+
 def build_registry_options(func: F) -> F:
     """`push_options` plus `--remote-cache` and `--remote-cache-read-only`: the command gets
     `push: PushRequest | None` and `remote_cache: RemoteCache | None` (the API's option); the
     transport options serve both."""
-
-    @functools.wraps(func)
-    def wrapper(
-        *args: Any,
-        push_to: str | None,
-        push_tag: str,
-        mount_from: tuple[str, ...],
-        plain_http: bool,
-        insecure: bool,
-        ca_file: Path | None,
-        remote_cache: str | None,
-        remote_cache_read_only: bool,
-        **kwargs: Any,
-    ) -> Any:
-        from venvstacks.api.options import RemoteCache
-
-        transport = TransportFlags(plain_http, insecure, ca_file)
-        remote = None
-        if remote_cache is not None:
-            from venvstacks.oci.reference import parse_reference
-
-            _option_value("--remote-cache", lambda: parse_reference(remote_cache, allow_tag=False))
-            transport.options()
-            remote = RemoteCache(
-                remote_cache, remote_cache_read_only, plain_http, insecure, ca_file
-            )
-        elif remote_cache_read_only:
-            raise click.UsageError("--remote-cache-read-only needs --remote-cache")
-        push = _push_request(push_to, push_tag, mount_from, transport, remote is not None)
-        return func(*args, push=push, remote_cache=remote, **kwargs)
-
-    options = [*_PUSH_OPTIONS, *_REMOTE_CACHE_OPTIONS, *_TRANSPORT_OPTIONS]
-    return cast(F, _decorate(wrapper, options))
+    return cast(F, _registry_options(func, remote_cache=True))
 
 
 def push_output(
@@ -260,42 +247,3 @@ def push_output(
         f"({report.uploaded_bytes} bytes), {counts['mounted']} mounted, "
         f"{counts['present']} already present"
     )
-
-
-def deploy_from_registry(
-    source: str,
-    target_dir: Path,
-    include: Sequence[str],
-    transport: TransportFlags,
-    deploy_folder: Callable[[Path], T],
-) -> T:
-    """Fetch what `target_dir` lacks from the registry into a folder shaped like a publish
-    output, then deploy that folder with `deploy_folder` (the normal deploy, same checks)."""
-    from venvstacks.deploy import deployment as deploying
-    from venvstacks.deploy.published import select_published
-    from venvstacks.oci.client import RegistryClient
-    from venvstacks.oci.reference import parse_reference
-    from venvstacks.oci.stack import fetch_published
-
-    reference = parse_reference(source)
-    target = target_dir.absolute()
-    if target.exists() and not target.is_dir():
-        raise StackError(f"{target} is not a folder")
-    parent = target.parent
-    parent.mkdir(parents=True, exist_ok=True)
-
-    def needed(layers: Sequence[tuple[str, Mapping[str, Any]]]) -> list[Mapping[str, Any]]:
-        published = [deploying.PublishedLayer(category, meta) for category, meta in layers]
-        chosen = select_published(published, include, source=source)
-        return [
-            layer.meta
-            for layer in chosen
-            if not deploying.is_current(target, layer.target, deploying.published_sha256(layer))
-        ]
-
-    with (
-        RegistryClient(reference, transport.options()) as client,
-        tempfile.TemporaryDirectory(prefix=".venvstacks-oci-", dir=parent) as scratch,
-    ):
-        fetch_published(client, reference, Path(scratch), needed)
-        return deploy_folder(Path(scratch))

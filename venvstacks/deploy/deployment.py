@@ -61,7 +61,6 @@ __all__ = [
     "find_app",
     "is_current",
     "load_published",
-    "published_sha256",
     "run_app",
     "select",
     "step_names",
@@ -69,13 +68,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-
-
-def _published_sha256(layer: PublishedLayer) -> str:
-    return layer.sha256
-
-
-published_sha256 = _published_sha256  # for deploying from a registry (cli/registry.py)
 
 
 def _preflight(
