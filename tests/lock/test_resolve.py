@@ -19,9 +19,16 @@ import pytest
 
 from venvstacks.lock import pylock as lockfile
 from venvstacks.lock.inputs import EXTRA_INPUTS_KEY, layer_inputs, stored_lock_state
-from venvstacks.lock.project import LockOptions, write_if_changed, write_resolve_project
+from venvstacks.lock.project import (
+    LockOptions,
+    find_links_folders,
+    uv_project_settings,
+    write_if_changed,
+    write_resolve_project,
+)
 from venvstacks.lock.resolve import drop_local_indexes
 from venvstacks.lock.uvrun import explain_conflicts, lower_providers
+from venvstacks.paths import canonical_dir
 from venvstacks.plan.layers import StackPlan, plan_stack
 from venvstacks.plan.layout import BuildLayout
 from venvstacks.plan.names import EnvName
@@ -231,6 +238,23 @@ def test_resolve_project_keeps_the_stacks_uv_settings(tmp_path: Path) -> None:
         stack, RUNTIME, LockOptions(exclude_newer=datetime(2024, 1, 1, tzinfo=UTC))
     )["tool"]["uv"]
     assert uv["exclude-newer"] == "2024-01-01T00:00:00+00:00"
+
+
+def test_relative_find_links_are_read_from_the_spec_folder(tmp_path: Path) -> None:
+    """uv would read a relative find-links folder from the throw-away project in the build dir;
+    the lock's inputs keep the spelling of the spec (copying the spec folder keeps them valid)."""
+    stack = Stack(
+        tmp_path / "s", 'find-links = ["wheels", "../shared", "https://example.org/links/"]\n'
+    )
+    uv = _resolve_project(stack, RUNTIME)["tool"]["uv"]
+    spec_dir = canonical_dir(tmp_path / "s")
+    assert uv["find-links"] == [
+        str(spec_dir / "wheels"), str(spec_dir.parent / "shared"), "https://example.org/links/"
+    ]  # fmt: skip
+    assert find_links_folders(stack.plan) == [spec_dir / "wheels", spec_dir.parent / "shared"]
+    assert uv_project_settings(stack.plan, stack.plan[RUNTIME], LockOptions())["find-links"] == [
+        "wheels", "../shared", "https://example.org/links/"
+    ]  # fmt: skip
 
 
 def test_resolve_project_is_only_rewritten_when_it_changes(stack: Stack) -> None:

@@ -11,7 +11,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,11 +118,15 @@ def install_layer(
     env: EnvName,
     layout: BuildLayout,
     cache: LayerCache | None,
-    install: Callable[[StackPlan, EnvName, BuildLayout], dict[str, Any]] = envbuild.install_layer,
+    install: Callable[..., dict[str, Any]] = envbuild.install_layer,
+    *,
+    wheel_dirs: Sequence[Path] = (),
 ) -> dict[str, Any]:
-    """Build the layer's environment, or restore it from the cache when its inputs were built before."""
+    """Build the layer's environment, or restore it from the cache when its inputs were built
+    before. `wheel_dirs` are where a local wheel the lock names is looked for by filename when
+    it is not at its recorded path."""
     if cache is None:
-        return {**install(plan, env, layout), "cache": OFF}
+        return {**install(plan, env, layout, wheel_dirs), "cache": OFF}
     key = env_digest(plan, env, layout)
     for source, entry in _lookups(cache, "env", key.digest, env):
         if _restore_env(entry, env, layout):
@@ -135,7 +139,7 @@ def install_layer(
                 "cache_source": source,
                 "digest": key.digest,
             }
-    result = install(plan, env, layout)
+    result = install(plan, env, layout, wheel_dirs)
     cache.insert(
         "env",
         key.digest,

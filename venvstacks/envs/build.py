@@ -13,16 +13,19 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from venvstacks.envs import dynlib
 from venvstacks.envs._injected import postinstall
+from venvstacks.envs.localwheels import find_local_wheels, write_sync_lock
 from venvstacks.envs.manifest import record_folder
 from venvstacks.envs.oserrors import free_space, os_errors
 from venvstacks.envs.sourcetree import copy_module, default_source_filter
 from venvstacks.errors import BuildError, RuntimeProvisionError, StackError
+from venvstacks.lock.project import find_links_folders
 from venvstacks.plan.layers import LayerPlan, StackPlan
 from venvstacks.plan.layout import BuildLayout
 from venvstacks.plan.names import EnvName, LayerKind
@@ -237,31 +240,14 @@ def sweep_staging(layout: BuildLayout) -> list[Path]:
     return leftovers
 
 
-def _check_local_wheels(env: EnvName, lock: Path) -> None:
-    """Local wheels are recorded relative to the lock file: say clearly when one is not there."""
-    import tomllib
+def install_layer(
+    plan: StackPlan, env: EnvName, layout: BuildLayout, wheel_dirs: Sequence[Path] = ()
+) -> dict[str, Any]:
+    """Create the layer's environment from scratch and install its lock into it.
 
-    try:
-        packages = tomllib.loads(lock.read_text(encoding="utf-8")).get("packages", [])
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise BuildError(env, f"cannot read {lock}: {exc}") from None
-    missing = [
-        wheel["path"]
-        for package in packages
-        for wheel in package.get("wheels", [])
-        if "path" in wheel and not (lock.parent / wheel["path"]).is_file()
-    ]
-    if missing:
-        raise BuildError(
-            env,
-            f"{lock.name} names local wheels that are not there (relative to {lock.parent}): "
-            f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}; relock the layer with "
-            f"`venvstacks lock --reset-lock {env} --local-wheels DIR`",
-        )
-
-
-def install_layer(plan: StackPlan, env: EnvName, layout: BuildLayout) -> dict[str, Any]:
-    """Create the layer's environment from scratch and install its lock into it."""
+    A local wheel the lock records (relative to the lock file) but that is not there is looked
+    up by filename in `wheel_dirs` (``--local-wheels``) and the spec's find-links folders.
+    """
     layer = plan[env]
     if not layer.targets(build_platform()):
         raise BuildError(env, f"does not target this platform ({build_platform()})")
@@ -270,19 +256,26 @@ def install_layer(plan: StackPlan, env: EnvName, layout: BuildLayout) -> dict[st
     lock = layout.lock(env).pylock
     if not lock.exists():
         raise BuildError(env, f"no lock file at {lock}; run `venvstacks lock` first")
-    _check_local_wheels(env, lock)
+    folders = [*wheel_dirs, *find_links_folders(plan)]
+    wheels = find_local_wheels(env, lock, folders)
+    relocated = target.with_name(f".{target.name}.lock.new")  # swept if interrupted
     with os_errors(env, f"building the environment in {staging}"):
         try:
             if layer.kind is LayerKind.RUNTIME:
                 python = _stage_runtime(layout, env, staging)
             else:
                 python = _stage_venv(plan, layer, layout, staging)
-            _uv_sync(env, python, lock, layer)
+            synced = lock
+            if any(w.elsewhere for w in wheels):
+                synced = write_sync_lock(lock, wheels, relocated)
+            _uv_sync(env, python, synced, layer)
             dynlib.clean_scripts_dir(staging)
             _drop_uv_cache_records(staging / site_dir(layer))
         except Exception:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        finally:
+            shutil.rmtree(relocated, ignore_errors=True)
         # (Interrupted: no time is spent removing it; the next build sweeps it away.)
     with os_errors(env, f"putting the environment in place at {target}"):
         swap_into_place(staging, target)

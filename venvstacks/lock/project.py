@@ -29,6 +29,7 @@ from venvstacks.spec.indexes import layer_index_list, layer_sources
 __all__ = [
     "LockOptions",
     "environment_markers",
+    "find_links_folders",
     "project_name",
     "uv_project_settings",
     "write_if_changed",
@@ -93,6 +94,28 @@ def uv_project_settings(plan: StackPlan, layer: LayerPlan, options: LockOptions)
     return settings
 
 
+def _find_links(plan: StackPlan, links: object) -> list[Path | None]:
+    """Each `[tool.uv] find-links` entry as a local folder (relative ones from the spec's
+    folder), or None for a URL."""
+    if not isinstance(links, list):
+        return []
+    folders: list[Path | None] = []
+    for link in links:
+        text = str(link)
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+://", text):
+            folders.append(None)
+        else:
+            folders.append(canonical_dir(plan.spec.spec_dir / Path(text).expanduser()))
+    return folders
+
+
+def find_links_folders(plan: StackPlan) -> list[Path]:
+    """The local folders of the spec's `[tool.uv] find-links` (where locked wheels come from,
+    besides --local-wheels)."""
+    links = plan.spec.uv.settings.get("find-links", [])
+    return [folder for folder in _find_links(plan, links) if folder is not None]
+
+
 def write_resolve_project(
     plan: StackPlan,
     layer: LayerPlan,
@@ -109,6 +132,13 @@ def write_resolve_project(
         settings["constraint-dependencies"] = [*own, *constraints]
     if not options.use_index:
         settings["no-index"] = True
+    if "find-links" in settings:  # uv would read relative folders from this throw-away project
+        settings["find-links"] = [
+            str(folder) if folder is not None else link
+            for link, folder in zip(
+                settings["find-links"], _find_links(plan, settings["find-links"]), strict=True
+            )
+        ]
     if options.local_wheels:
         links = [str(p) for p in options.local_wheels]
         settings["find-links"] = [*settings.get("find-links", []), *links]

@@ -95,11 +95,11 @@ def _lock_action(
 
 
 def _install_action(
-    plan: StackPlan, env: EnvName, layout: BuildLayout, cache: Any
+    plan: StackPlan, env: EnvName, layout: BuildLayout, cache: Any, wheel_dirs: tuple[Path, ...]
 ) -> dict[str, Any]:
     from venvstacks.cache.layers import install_layer
 
-    return install_layer(plan, env, layout, cache)
+    return install_layer(plan, env, layout, cache, wheel_dirs=wheel_dirs)
 
 
 
@@ -294,7 +294,15 @@ class StackTasks:
             "actions": [
                 (
                     run_operation,
-                    [_install_action, str(stamp), self.plan, env, self.layout, self.cache],
+                    [
+                        _install_action,
+                        str(stamp),
+                        self.plan,
+                        env,
+                        self.layout,
+                        self.cache,
+                        self.lock_options.local_wheels,
+                    ],
                 )
             ],
             "file_dep": file_dep,
