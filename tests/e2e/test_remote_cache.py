@@ -9,13 +9,15 @@ sent to the registry is read from its access log.
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 from fixtures_registry import AccessLogLine, Registry
-from fixtures_stacks import StackProject, write_basic_stack
+from fixtures_stacks import VENVSTACKS, StackProject, write_basic_stack
 
 pytestmark = pytest.mark.slow
 
@@ -190,3 +192,60 @@ def test_remote_cache_with_tls_and_basic_auth(
     restored = build(fresh, cache_b, tls_registry, env=creds)
     assert uv_runs(restored) == [] and remote_warnings(restored) == [], restored.stderr
     assert "vs_app_a" in app_output(fresh.build_dir)
+
+
+def _pushes(kinds: tuple[str, ...] = ("lock", "env")) -> set[str]:
+    return {f"push-{kind}:{env}" for kind in kinds for env in ALL_ENVS}
+
+
+def test_the_push_phase_shows_each_push_as_it_runs(
+    basic_stack: StackProject, registry: Registry, tmp_path: Path
+) -> None:
+    """The pushes after a build are a run of their own: `-v` (here not on a terminal) prints a
+    line as each one starts and ends, the report (`--report -`) lists each with its outcome, size and seconds, a
+    terminal shows a live table with a row per layer; with nothing to push, nothing is shown."""
+    from fixtures_pty import Screen, plain, run_on_pty
+
+    from venvstacks.cli.progress import PUSH_TITLE
+
+    cache = tmp_path / "cache"
+    result = build(basic_stack, cache, registry, "--report", "-")
+    pushes = json.loads(result.stdout)["remote_cache"]["pushes"]
+    assert {p["task"] for p in pushes} == _pushes(), pushes
+    for push in pushes:
+        assert push["task"] == f"push-{push['kind']}:{push['layer']}"
+        assert push["outcome"] == "uploaded" and push["bytes"] > 0 and push["seconds"] >= 0
+    lines = result.stderr.splitlines()
+    for task in _pushes():
+        started = lines.index(f"  ... {task}")
+        ended = next(i for i, line in enumerate(lines) if line.startswith(f"  ok  {task} ("))
+        assert started < ended, result.stderr
+    assert sum(line.startswith("  ... push-") for line in lines) == len(_pushes())
+    # All pushed: the next build pushes nothing and shows no push at all.
+    again = build(basic_stack, cache, registry, "--report", "-")
+    assert json.loads(again.stdout)["remote_cache"]["pushes"] == []
+    assert "push-" not in again.stderr
+
+    # On a terminal, to a repository that lacks everything: a table of the pushes.
+    argv = [
+        *VENVSTACKS, "build", str(basic_stack.spec), *basic_stack.source_options(),
+        "--remote-cache", registry.url("team/other"), *registry.transport_options(),
+    ]  # fmt: skip
+    env = {
+        **os.environ, **basic_stack.env, "TERM": "xterm-256color", "COLUMNS": "160",
+        "VENVSTACKS_CACHE_DIR": str(cache), "DOCKER_CONFIG": str(cache / "no-docker"),
+    }  # fmt: skip
+    env.pop("VENVSTACKS_RUNTIME_ARCHIVES", None)
+    status, chunks = run_on_pty(argv, basic_stack.root, env)
+    shown = plain(chunks)
+    assert status == 0, shown
+    assert re.search(rf"{re.escape(PUSH_TITLE)}: \d+ s", shown), shown
+    assert re.search(r"push-lock\s+push-env", shown), shown
+    screen = Screen()
+    screen.feed(b"".join(data for _, data in chunks).decode(errors="replace"))
+    final = screen.text()
+    for env_name in ALL_ENVS:
+        assert any(re.match(rf"{re.escape(env_name)}\s+✓\s+✓", line) for line in final), final
+    assert any(line.startswith("Remote cache ") for line in final), final
+    status, chunks = run_on_pty(argv, basic_stack.root, env)
+    assert status == 0 and PUSH_TITLE not in plain(chunks)

@@ -292,9 +292,9 @@ class Stack:
         try:
             result = self._run("build", tasks, selected, options.jobs, progress, layers)
         except StackError:  # what did build is still shared
-            _share(tasks, lock_options, layers)
+            _share(tasks, lock_options, layers, progress)
             raise
-        result = replace(result, remote_cache=_share(tasks, lock_options, layers))
+        result = replace(result, remote_cache=_share(tasks, lock_options, layers, progress))
         if publishing is None:
             return result
         published = _publishing.collect(self, publishing, archived, before, result.ran)
@@ -422,14 +422,26 @@ class Stack:
 
 
 def _share(
-    tasks: StackTasks, options: locking.LockOptions, layers: Sequence[LayerPlan]
+    tasks: StackTasks,
+    options: locking.LockOptions,
+    layers: Sequence[LayerPlan],
+    progress: ProgressListener | None = None,
 ) -> dict[str, Any] | None:
-    """With a remote cache: push what the build's layers left in the layer cache; its report."""
+    """With a remote cache: push what the build's layers left in the layer cache; its report.
+
+    The pushes are a run of their own for `progress`: `begin` with every push about to run
+    (`push-lock:<layer>`, `push-env:<layer>`), each one's `start` and `done`/`fail`, `end`
+    (nothing at all when the registry lacks nothing).
+    """
     if getattr(tasks.cache, "remote", None) is None:
         return None
+    from venvstacks.api._run import emitting
     from venvstacks.cache.remote import share_build
 
-    stats = share_build(tasks.cache, tasks.plan, tasks.layout, options, layers)
+    def around(names: Sequence[str]) -> emitting:
+        return emitting(progress, names)
+
+    stats = share_build(tasks.cache, tasks.plan, tasks.layout, options, layers, around)
     return None if stats is None else stats.to_json()
 
 

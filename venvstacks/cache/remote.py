@@ -26,7 +26,9 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,7 @@ from venvstacks.plan.layout import BuildLayout
 __all__ = [
     "ARTIFACT_TYPE",
     "ENTRY_MEDIA_TYPE",
+    "PushProgress",
     "RemoteCache",
     "RemoteStats",
     "cache_tag",
@@ -82,6 +85,23 @@ _FAILURES: tuple[type[BaseException], ...] = (
 )
 
 
+Report = Callable[[str, str, float | None], None]
+"""Progress of one push: (``start``/``done``/``fail``, ``push-<kind>:<layer>``, seconds)."""
+
+PushProgress = Callable[[Sequence[str]], AbstractContextManager[Report]]
+"""Given the pushes about to run (``push-lock:<layer>``, ``push-env:<layer>``), a context
+manager around them giving the callback that hears each one start and end."""
+
+
+def push_name(kind: str, layer: str) -> str:
+    """The progress name of pushing a cache entry: ``push-<kind>:<layer>``."""
+    return f"push-{kind}:{layer}"
+
+
+def _silent(event: str, name: str, seconds: float | None) -> None:
+    pass
+
+
 def cache_tag(kind: str, digest: str) -> str:
     """The tag of a cache entry: `_vscache-v1-<kind>-<hex>` (never an install-target tag)."""
     return f"{TAG_PREFIX}{kind}-{digest.removeprefix('sha256:')}"
@@ -95,6 +115,7 @@ class RemoteStats:
     misses: int = 0
     pushed: dict[str, list[str]] = field(default_factory=dict)  # outcome -> ["kind layer"]
     failures: int = 0
+    pushes: list[dict[str, Any]] = field(default_factory=list)  # each push attempted, in order
 
     reference: str = ""
     read_only: bool = False
@@ -109,6 +130,7 @@ class RemoteStats:
             "pushed": {k: list(v) for k, v in sorted(self.pushed.items())},
             "failures": self.failures,
             "off": self.off,
+            "pushes": [dict(push) for push in self.pushes],
         }
 
     def summary(self) -> str:
@@ -252,24 +274,43 @@ class RemoteCache:
 
     # -- push ---------------------------------------------------------------------------------
 
-    def push(self, cache: LayerCache, kind: str, digest: str, layer: str) -> str | None:
+    def push(
+        self, cache: LayerCache, kind: str, digest: str, layer: str, report: Report = _silent
+    ) -> str | None:
         """Send the local entry for `digest` unless the registry has it: "present", "mounted",
-        "uploaded"; None when there is nothing to push (or it failed: warned about)."""
+        "uploaded"; None when there is nothing to push (or it failed: warned about). `report`
+        hears the push start and end (`push_name`)."""
         if self.read_only or self.off:
             return None
         entry = cache.lookup(kind, digest)
         if entry is None:
             return None
+        name = push_name(kind, layer)
+        report("start", name, None)
+        started = time.monotonic()
+        sent: list[int] = [0]
         try:
-            outcome = self._push(cache, entry, layer)
+            outcome = self._push(cache, entry, layer, sent)
         except _FAILURES as exc:
             self._failed(exc, layer, "not pushed (the build itself is not affected)")
+            self._record(name, kind, layer, "failed", sent[0], started)
+            report("fail", name, time.monotonic() - started)
             return None
         with self._guard:
             self.stats.pushed.setdefault(outcome, []).append(f"{kind} {layer}")
+        self._record(name, kind, layer, outcome, sent[0], started)
+        report("done", name, time.monotonic() - started)
         return outcome
 
-    def _push(self, cache: LayerCache, entry: CacheEntry, layer: str) -> str:
+    def _record(
+        self, name: str, kind: str, layer: str, outcome: str, size: int, started: float
+    ) -> None:
+        seconds = round(time.monotonic() - started, 3)
+        push = {"task": name, "layer": layer, "kind": kind, "outcome": outcome}
+        with self._guard:
+            self.stats.pushes.append({**push, "bytes": size, "seconds": seconds})
+
+    def _push(self, cache: LayerCache, entry: CacheEntry, layer: str, sent: list[int]) -> str:
         client = self._client()
         repo = self.repository
         tag = cache_tag(entry.kind, entry.digest)
@@ -285,6 +326,7 @@ class RemoteCache:
             digest, size = pack_tree(entry.tree, entry.entries, blob)
             hints = self.record.candidates(client.registry, digest, repo)
             pushed = client.push_blob(repo, blob, digest, size, layer=layer, mount_from=hints)
+        sent[0] = size
         config = client.push_bytes(
             repo, canonical_json(entry.manifest), ENTRY_MEDIA_TYPE, layer=layer
         )
@@ -298,8 +340,9 @@ class RemoteCache:
         client.put_manifest(repo, tag, document, MANIFEST_MEDIA_TYPE, layer=layer)
         self.record.add(client.registry, repo, [digest])
         _log.info(
-            "%s: %s pushed to the remote cache %s (%s)", layer, entry.kind, self.reference, pushed
-        )
+            "%s: %s pushed to the remote cache %s (%s, %d bytes)",
+            layer, entry.kind, self.reference, pushed, size,
+        )  # fmt: skip
         return str(pushed)
 
     def existing_tags(self) -> set[str] | None:
@@ -330,19 +373,33 @@ class RemoteCache:
             return None
         return found
 
-    def push_all(self, cache: LayerCache, wanted: Iterable[tuple[str, str, str]]) -> None:
-        """Push every (kind, digest, layer) the registry lacks (known by one tag listing)."""
+    def push_all(
+        self,
+        cache: LayerCache,
+        wanted: Iterable[tuple[str, str, str]],
+        progress: PushProgress | None = None,
+    ) -> None:
+        """Push every (kind, digest, layer) the registry lacks (known by one tag listing);
+        `progress` is told the pushes to run (none: not called), then hears each one."""
         wanted = list(wanted)
         if not wanted or self.read_only or self.off:
             return
         present = self.existing_tags() or set()
-        for kind, digest, layer in wanted:  # `push` does nothing once the remote cache is off
-            if cache_tag(kind, digest) in present:
+        missing = []
+        for kind, digest, layer in wanted:
+            if cache_tag(kind, digest) not in present:
                 if cache.has(kind, digest):
-                    with self._guard:
-                        self.stats.pushed.setdefault("present", []).append(f"{kind} {layer}")
-                continue
-            self.push(cache, kind, digest, layer)
+                    missing.append((kind, digest, layer))
+            elif cache.has(kind, digest):
+                with self._guard:
+                    self.stats.pushed.setdefault("present", []).append(f"{kind} {layer}")
+        if not missing:
+            return
+        names = [push_name(kind, layer) for kind, _, layer in missing]
+        around = progress(names) if progress is not None else nullcontext(_silent)
+        with around as report:
+            for kind, digest, layer in missing:  # `push` does nothing once the cache is off
+                self.push(cache, kind, digest, layer, report)
 
 
 def _next_link(header: str | None) -> str | None:
@@ -366,9 +423,11 @@ def share_build(
     layout: BuildLayout,
     options: locking.LockOptions,
     layers: Sequence[LayerPlan],
+    progress: PushProgress | None = None,
 ) -> RemoteStats | None:
     """After a build: push the lock and environment entries of `layers` that the registry lacks
-    (built now, restored, or built earlier), log what the remote cache did, close its clients."""
+    (built now, restored, or built earlier), log what the remote cache did, close its clients.
+    `progress` follows the pushes (see `RemoteCache.push_all`)."""
     remote = remote_of(cache)
     if cache is None or remote is None:
         return None
@@ -381,7 +440,7 @@ def share_build(
                 wanted.append(("env", env_digest(plan, env, layout).digest, env))
             except (StackError, OSError, ValueError, KeyError, TypeError) as exc:
                 _log.info("%s: not pushed to the remote cache (%s)", env, exc)
-        remote.push_all(cache, wanted)
+        remote.push_all(cache, wanted, progress)
         stats = remote.stats
         stats.reference, stats.read_only, stats.off = str(remote), remote.read_only, remote.off
         _log.info("remote cache %s: %s", remote, stats.summary())

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LEGEND",
+    "PUSH_TITLE",
     "LineProgress",
     "LiveProgress",
     "NoProgress",
@@ -250,17 +251,22 @@ def _take_early(task_names: Sequence[str]) -> LiveProgress | None:
     return display
 
 
+PUSH_TITLE = "venvstacks: pushing to the remote cache"
+"""The live table's title while `build --remote-cache` pushes (tasks `push-<kind>:<layer>`)."""
+
+
 def choose_progress(task_names: Sequence[str], *, verbose: int, quiet: bool) -> NoProgress:
     """Live table on a terminal, lines with -v, nothing when quiet or not on a terminal."""
     if quiet:
         return NoProgress()
     if verbose > 0:
         return LineProgress()
-    early = _take_early(task_names)
+    pushing = bool(task_names) and all(name.startswith("push-") for name in task_names)
+    early = None if pushing else _take_early(task_names)
     if early is not None:
         return early
     if sys.stderr.isatty() and task_names:
-        return LiveProgress(task_names)
+        return LiveProgress(task_names, command=PUSH_TITLE if pushing else "venvstacks")
     return NoProgress()
 
 
