@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/deploy.py [--workdir DIR] [--repeat N] [--torch WHEEL]
                                           [--format tar.xz|tar.zst|tar.gz] [--jobs N]
+                                          [--source DIR] [--noop N]
 
 The stack: a runtime packed from pyenv's CPython 3.11 (`venvstacks runtime pack`), a framework
 with numpy (from PyPI; with --torch, a second framework with that torch wheel) and one app. It is
@@ -18,6 +19,10 @@ Each round, in the same run and alternating so that both see the same machine lo
 Prints a table of medians: each step of ours beside the floor's step, totals and the ratio
 (target: at most 1.3x), with the date, the machine and the load average. `--source DIR` deploys
 with the venvstacks package of another source tree (say a worktree of an earlier commit).
+
+`--noop N` times instead N no-op deploys (a whole `venvstacks deploy` process into a folder
+where every layer is already deployed: records read, files lstat'ed, nothing extracted), and,
+with `--source`, as many with that tree, alternating; it prints their medians and minimums.
 """
 
 from __future__ import annotations
@@ -176,6 +181,37 @@ def ours(
     return seconds, dict(steps), peak
 
 
+def noop(artifacts: Path, dest: Path, rounds: int, source: Path | None) -> None:
+    """Time no-op deploys into `dest` (deployed first), this tree and `source` alternating."""
+    shutil.rmtree(dest, ignore_errors=True)
+    _run([*VENVSTACKS, "deploy", str(artifacts), str(dest)], cwd=dest.parent)
+    trees: dict[str, Path | None] = {"this tree": None}
+    if source is not None:
+        trees[str(source)] = source
+    times: dict[str, list[float]] = {name: [] for name in trees}
+    env0 = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    for _ in range(rounds):
+        for name, tree in trees.items():
+            env = {**env0, **({"PYTHONPATH": str(tree)} if tree else {})}
+            start = time.perf_counter()
+            result = _run(
+                [*VENVSTACKS, "deploy", str(artifacts), str(dest)], env=env, cwd=dest.parent
+            )
+            times[name].append(time.perf_counter() - start)
+            if "(0 updated" not in result.stdout:
+                sys.exit(f"not a no-op: {result.stdout}")
+    shutil.rmtree(dest, ignore_errors=True)
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"load average (1, 5 min): {os.getloadavg()[0]:.2f}, {os.getloadavg()[1]:.2f}")
+    print(f"archives: {_layer_sizes(artifacts)}")
+    print()
+    print(f"| no-op deploy (whole process), {rounds} rounds | median ms | min ms |")
+    print("|---|---|---|")
+    for name, seconds in times.items():
+        median, least = statistics.median(seconds) * 1000, min(seconds) * 1000
+        print(f"| {name} | {median:.0f} | {least:.0f} |")
+
+
 def _layer_sizes(artifacts: Path) -> str:
     return ", ".join(f"{a.name} {a.stat().st_size / 1e6:.1f} MB" for a in _archives(artifacts))
 
@@ -190,10 +226,14 @@ def main() -> None:
     parser.add_argument(
         "--source", type=Path, help="deploy with the venvstacks of this source tree (a baseline)"
     )
+    parser.add_argument("--noop", type=int, metavar="N", help="time N no-op deploys instead")
     args = parser.parse_args()
     workdir: Path = args.workdir.absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     artifacts = prepare(workdir, args.format, args.torch)
+    if args.noop:
+        noop(artifacts, workdir / "noop", args.noop, args.source)
+        return
     floors: list[dict[str, float]] = []
     runs: list[tuple[float, dict[str, float], float]] = []
     loads = []
@@ -213,7 +253,11 @@ def main() -> None:
     print()
     print("| step | ours | floor |")
     print("|---|---|---|")
-    for ours_step, floor_step in (("verify", "hash"), ("extract", "extract"), ("compile", "compile")):
+    for ours_step, floor_step in (
+        ("verify", "hash"),
+        ("extract", "extract"),
+        ("compile", "compile"),
+    ):
         mine = statistics.median(r[1].get(ours_step, 0.0) for r in runs)
         theirs = statistics.median(f[floor_step] for f in floors)
         print(f"| {ours_step} (ours) / {floor_step} (floor) | {mine:.2f} | {theirs:.2f} |")
