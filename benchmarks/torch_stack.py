@@ -14,8 +14,9 @@ uv's download cache is the user's (warm after the first run); the layer cache is
 
 In one run, each of ours followed by its floor on the same bytes:
 - cold build + publish (`build --publish --no-layer-cache` into empty build and output folders);
-  floor: `cp -a` of the built layer folders + `tar -cf - | xz -T0 -1` of them (for tar.xz; the
-  format's own tool on all cores for the others);
+  floor: `cp -a` of the built layer folders + `tar -cf - | xz -T0 ...` of them (for tar.xz,
+  with the writer's block size, x86 filter and LZMA2 options; the format's own tool on all
+  cores for the others);
 - publish alone into a fresh output folder; floor: the compression above;
 - deploy into a fresh folder; floor: `sha256sum` of each archive + `tar -I 'xz -T0' -xf` of each
   + `python -m compileall -q -j 0` over the layers' lib folders with the deployed runtime;
@@ -75,7 +76,19 @@ _WRAP = (
     "runpy.run_module('venvstacks', run_name='__main__', alter_sys=True)\n"
 )
 
-COMPRESS = {"tar.xz": "xz -T0 -1", "tar.zst": "zstd -T0 -3", "tar.gz": "gzip -6"}
+
+def _xz_floor() -> str:
+    """`xz` on all cores doing the writer's own work: its block size, the x86 filter on x86
+    hosts and its default LZMA2 options (preset 1 with a deeper search, see publish/xz.py)."""
+    from venvstacks.publish.xz import XZ_CHUNK_SIZE, XZ_LZMA2_DEFAULT, host_machine_code_filter
+
+    names = {"dict_size": "dict", "nice_len": "nice"}
+    lzma2 = ",".join(f"{names.get(key, key)}={value}" for key, value in XZ_LZMA2_DEFAULT.items())
+    x86 = "--x86 " if host_machine_code_filter() else ""
+    return f"xz -T0 --block-size={XZ_CHUNK_SIZE} {x86}--lzma2={lzma2}"
+
+
+COMPRESS = {"tar.xz": _xz_floor(), "tar.zst": "zstd -T0 -3", "tar.gz": "gzip -6"}
 DECOMPRESS = {"tar.xz": "xz -T0", "tar.zst": "zstd -T0", "tar.gz": "gzip"}
 
 

@@ -13,7 +13,12 @@ from pathlib import Path
 import pytest
 
 from venvstacks.publish import xz as xz_module
-from venvstacks.publish.xz import ParallelXzWriter, host_machine_code_filter
+from venvstacks.publish.xz import (
+    XZ_LZMA2_DEFAULT,
+    ParallelXzWriter,
+    host_machine_code_filter,
+    lzma2_options,
+)
 
 CHUNK = 256 * 1024
 
@@ -36,9 +41,9 @@ def _machine_code_like(size: int) -> bytes:
     return bytes(out[:size])
 
 
-def _compress(data: bytes, threads: int, x86: bool) -> bytes:
+def _compress(data: bytes, threads: int, x86: bool, preset: int | None = None) -> bytes:
     sink = io.BytesIO()
-    writer = ParallelXzWriter(sink, threads, 1, x86)
+    writer = ParallelXzWriter(sink, threads, preset, x86)
     try:
         for start in range(0, len(data), 1_000_003):
             writer.write(data[start : start + 1_000_003])
@@ -67,6 +72,53 @@ def test_one_stream_read_back_whole_and_independent_of_threads(x86: bool, tmp_pa
     assert listing.stdout.count("--lzma2") == 3  # one block per chunk
     out = subprocess.run([xz, "-dc", str(archive)], capture_output=True, check=True).stdout
     assert out == data
+
+
+def _python_sources(size: int) -> bytes:
+    """Real text: the standard library's sources, in a fixed order."""
+    out = bytearray()
+    for path in sorted(Path(lzma.__file__).parent.glob("*.py")):
+        out += path.read_bytes()
+        if len(out) >= size:
+            break
+    return bytes(out[:size])
+
+
+def test_the_default_level_is_preset_1_searching_deeper(
+    tmp_path: Path,
+) -> None:
+    """None and 1 mean the tuned default (`XZ_LZMA2_DEFAULT`), whose dictionary size each block
+    header states; the other levels are liblzma's own presets, unchanged."""
+    default_options = {"id": lzma.FILTER_LZMA2, **XZ_LZMA2_DEFAULT}
+    assert lzma2_options(None) == lzma2_options(1) == default_options
+    assert lzma2_options(2) == {"id": lzma.FILTER_LZMA2, "preset": 2}
+    assert XZ_LZMA2_DEFAULT["preset"] == 1
+    data = _python_sources(2 * CHUNK)
+    default = _compress(data, 2, True)
+    assert _compress(data, 1, True, preset=1) == default
+    plain_preset_1 = [
+        {"id": lzma.FILTER_X86},
+        {"id": lzma.FILTER_LZMA2, "preset": 1},
+    ]
+    plain = sum(
+        len(lzma.compress(data[pos : pos + CHUNK], format=lzma.FORMAT_XZ, filters=plain_preset_1))
+        for pos in range(0, len(data), CHUNK)
+    )
+    assert lzma.decompress(default) == data
+    assert len(default) < plain
+    xz = shutil.which("xz")
+    if xz is None:
+        pytest.skip("the system xz is not installed")
+    archive = tmp_path / "data.xz"
+    archive.write_bytes(default)
+    listing = subprocess.run(
+        [xz, "--robot", "-lvv", str(archive)], capture_output=True, text=True, check=True
+    ).stdout
+    blocks = [line for line in listing.splitlines() if line.startswith("block\t")]
+    assert len(blocks) == 2
+    assert all("--x86 --lzma2=dict=1MiB" in line for line in blocks), listing
+    out = subprocess.run([xz, "-T2", "-dc", str(archive)], capture_output=True, check=True)
+    assert out.stdout == data
 
 
 def test_the_x86_filter_makes_machine_code_smaller() -> None:

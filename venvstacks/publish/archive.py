@@ -38,7 +38,7 @@ from venvstacks.publish.formats import (
     archive_suffix,
     sha256_file,
 )
-from venvstacks.publish.xz import XZ_PRESET, ParallelXzWriter, host_machine_code_filter
+from venvstacks.publish.xz import ParallelXzWriter, host_machine_code_filter
 
 __all__ = [
     "ARCHIVE_READ_ERRORS",
@@ -193,8 +193,7 @@ def _compressing(
 ) -> Iterator[Any]:
     """A file object that compresses what is written to it into ``sink`` (finished on exit)."""
     if fmt is ArchiveFormat.TAR_XZ:
-        preset = XZ_PRESET if level is None else level
-        writer = ParallelXzWriter(sink, threads, preset, host_machine_code_filter())
+        writer = ParallelXzWriter(sink, threads, level, host_machine_code_filter())
         try:
             yield writer
             writer.finish()
