@@ -421,7 +421,8 @@ def test_run_unknown_app_and_argument_passthrough(published: Published) -> None:
     deployed = published.folder("runner")
     published.deploy(deployed, "--include", "app-echo", "--include", "app-a")
     line = _one_error_line(published.vs("run", str(deployed), "nope", check=False))
-    assert "'nope'" in line and "deployed: app-a, app-echo" in line
+    assert "'nope'" in line and "deployed applications: a, echo" in line
+    assert "deployment.json" in line
     result = published.vs("run", str(deployed), "echo", "7", "--flag", "a b", "-v", check=False)
     assert result.returncode == 7
     assert result.stdout.strip() == "args: ['7', '--flag', 'a b', '-v']"
