@@ -64,6 +64,7 @@ WORK = REPO / "benchmarks" / "_work" / "compare"
 RUNTIMES = WORK / "runtimes"
 UV_CACHE = WORK / "uv-cache"
 STACKS = WORK / "stacks"
+LAYER_CACHES = WORK / "layer-caches"
 LOGS = WORK / "logs"
 OURS = REPO / ".venv" / "bin" / "venvstacks"
 
@@ -297,8 +298,16 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run(argv: Sequence[str], log: Path, cwd: Path | None = None) -> tuple[float, float, int]:
-    """Run a command, output to ``log``: (wall seconds, CPU seconds of its process tree, exit)."""
+def run(
+    argv: Sequence[str], log: Path, cwd: Path | None = None, layer_cache: Path | None = None
+) -> tuple[float, float, int]:
+    """Run a command, output to ``log``: (wall seconds, CPU seconds of its process tree, exit).
+
+    ``layer_cache``: ours' layer cache folder for this command (VENVSTACKS_CACHE_DIR).
+    """
+    env = tool_env()
+    if layer_cache is not None:
+        env["VENVSTACKS_CACHE_DIR"] = str(layer_cache)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
         out.write("$ " + " ".join(argv) + "\n")
@@ -306,7 +315,7 @@ def run(argv: Sequence[str], log: Path, cwd: Path | None = None) -> tuple[float,
         cpu_start = _children_cpu()
         start = time.perf_counter()
         proc = subprocess.run(
-            argv, cwd=cwd, env=tool_env(), stdout=out, stderr=subprocess.STDOUT, check=False
+            argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, check=False
         )
         elapsed = time.perf_counter() - start
     return elapsed, _children_cpu() - cpu_start, proc.returncode
@@ -557,6 +566,16 @@ class Runner:
         self.round_no = round_no
         self.failed: set[str] = set()
         self.unpack_seconds = 0.0
+        for variant in tools.all:
+            if not variant.original:
+                shutil.rmtree(self.layer_cache(variant), ignore_errors=True)
+                self.layer_cache(variant).mkdir(parents=True)
+
+    def layer_cache(self, variant: Variant) -> Path:
+        """Ours' layer cache for this round: empty at its start, one per variant, so that no
+        step is served by entries an earlier round, run or variant left (a user's change is
+        new; the original has no such cache)."""
+        return LAYER_CACHES / f"{self.stack.name}-r{self.round_no}-{variant.key}"
 
     def check(self, text: str) -> None:
         self.results.checks.append((self.stack.name, self.round_no, text))
@@ -575,7 +594,8 @@ class Runner:
         if variant.key in self.failed:
             return False
         log = LOGS / f"{self.stack.name}-r{self.round_no}-{variant.key}-{step}.log"
-        seconds, cpu, rc = run(argv, log, cwd=self.folder(variant))
+        cache = None if variant.original else self.layer_cache(variant)
+        seconds, cpu, rc = run(argv, log, cwd=self.folder(variant), layer_cache=cache)
         if rc:
             self.failed.add(variant.key)
             self.results.failures.append(
@@ -741,6 +761,13 @@ class Runner:
 
 def run_round(stack: Stack, tools: Tools, archive: Path, results: Results, round_no: int) -> None:
     runner = Runner(stack, tools, archive, results, round_no)
+    try:
+        _run_steps(runner, tools, stack, round_no)
+    finally:
+        shutil.rmtree(LAYER_CACHES, ignore_errors=True)
+
+
+def _run_steps(runner: Runner, tools: Tools, stack: Stack, round_no: int) -> None:
     shift = (round_no - 1) % len(tools.all)
     order = tools.all[shift:] + tools.all[:shift]
     print(
@@ -783,7 +810,7 @@ def warm_up(stack: Stack, tools: Tools, archive: Path) -> None:
             ("build", variant.command("build", spec)),
         ):
             log = LOGS / f"warmup-{stack.name}-{variant.key}-{step}.log"
-            seconds, _, rc = run(argv, log, cwd=folder)
+            seconds, _, rc = run(argv, log, cwd=folder, layer_cache=LAYER_CACHES / "warm-up")
             if rc:
                 sys.exit(f"warm-up {variant.key} {step} failed:\n{tail(log)}")
             print(f"  {variant.key:9} {step:15} {seconds:8.2f} s (untimed)", flush=True)
@@ -995,6 +1022,11 @@ def report(
         f"- every command: `PIP_CONFIG_FILE={os.devnull}`, no `PIP_*`/`UV_*` variables but one shared "
         "`UV_CACHE_DIR`, warmed by an untimed lock + build of each tool first; steps interleaved "
         "(each step runs for every tool before the next step), order rotated each round"
+    )
+    out.append(
+        "- ours' layer cache: a folder of its own per round and variant, empty at the round's "
+        "start (`VENVSTACKS_CACHE_DIR`), so no step restores what an earlier round, run or "
+        "variant built: the requirement change is locked and installed, as the original does"
     )
     out.append(
         "- builds: `build SPEC --publish` for both (ours: default settings, tar.xz preset 1; "
