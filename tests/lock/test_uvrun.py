@@ -117,3 +117,30 @@ def test_rejected_settings() -> None:
     rejected = settings_rejected(output)
     assert rejected == "unknown key 'no-biuld' (did you mean 'no-build'?)"
     assert settings_rejected("Resolved 1 package in 5ms\n") is None
+
+
+@pytest.mark.parametrize(
+    ("output", "index"),
+    [
+        (
+            (
+                "error: Request failed after 3 retries in 9.8s\n"
+                "  cause: Failed to fetch: http://127.0.0.1:9/simple/numpy/\n"
+                "  cause: client error (Connect)\n  cause: tcp connect error\n"
+                "  cause: Connection refused (os error 111)\n"
+            ),
+            "http://127.0.0.1:9/simple/",
+        ),
+        (
+            (
+                "error: Failed to fetch: `https://pypi.org/simple/numpy/`\n"
+                "  Caused by: dns error: failed to lookup address information\n"
+            ),
+            "https://pypi.org/simple/",
+        ),
+    ],
+)
+def test_an_unreachable_index_is_named_with_an_offline_hint(output: str, index: str) -> None:
+    failure = describe_failure(output, TWO, {})
+    assert failure.cause == f"the package index could not be reached ({index})"
+    assert failure.hint is not None and "--local-wheels" in failure.hint

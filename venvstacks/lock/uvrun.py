@@ -44,6 +44,14 @@ _SETTINGS_REJECTED = re.compile(
 )
 
 
+# uv's wording when it cannot fetch from an index (connection refused, DNS, timeouts); the URL
+# is cut at the index's simple/ page so the message names the index, not one package.
+_UNREACHABLE = re.compile(
+    r"Failed to fetch: `?(?P<url>\S+?/)(?:[^/\s`]+/)?`?\s.*?"
+    r"(?:tcp connect error|dns error|Connection refused|timed out|Network is unreachable)"
+)
+
+
 @dataclass(frozen=True)
 class LockFailure:
     """What a failed `uv lock` says, in the layer's terms."""
@@ -87,6 +95,12 @@ def describe_failure(
     conflicts = explain_conflicts(output, providers)
     flat = " ".join(output.split())  # uv wraps its long lines at the terminal's width
     pair = _TWO_REQUIREMENTS.search(flat)
+    unreachable = _UNREACHABLE.search(flat)
+    if unreachable is not None:
+        return LockFailure(
+            f"the package index could not be reached ({unreachable['url']})",
+            "hint: check the network, or lock offline with --local-wheels DIR --no-index",
+        )
     if conflicts:
         cause = f"its requirements conflict with lower layers ({'; '.join(conflicts)})"
     elif pair is not None:
