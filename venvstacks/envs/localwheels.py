@@ -12,7 +12,6 @@ copy naming every local wheel by absolute path.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from venvstacks.errors import BuildError
+from venvstacks.hashing import hash_file
 from venvstacks.lock.wheels import wheel_filename
 
 __all__ = ["LocalWheel", "find_local_wheels", "recorded_local_wheels", "write_sync_lock"]
@@ -56,14 +56,6 @@ def recorded_local_wheels(packages: Sequence[Mapping[str, Any]]) -> list[LocalWh
     return found
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _locate(wheel: LocalWheel, lock_dir: Path, folders: Sequence[Path]) -> LocalWheel:
     at = Path(os.path.normpath(lock_dir / wheel.recorded))
     if at.is_file():
@@ -73,7 +65,7 @@ def _locate(wheel: LocalWheel, lock_dir: Path, folders: Sequence[Path]) -> Local
         candidate = folder / wheel.filename
         if not candidate.is_file():
             tried.append(str(candidate))
-        elif wheel.sha256 is not None and _file_sha256(candidate) != wheel.sha256.lower():
+        elif wheel.sha256 is not None and hash_file(candidate) != f"sha256:{wheel.sha256.lower()}":
             tried.append(f"{candidate} (sha256 differs from the lock)")
         else:
             return LocalWheel(wheel.recorded, wheel.filename, wheel.sha256, candidate, (*tried,))
