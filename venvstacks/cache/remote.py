@@ -293,22 +293,23 @@ class RemoteCache:
             outcome = self._push(cache, entry, layer, sent)
         except _FAILURES as exc:
             self._failed(exc, layer, "not pushed (the build itself is not affected)")
-            self._record(name, kind, layer, "failed", sent[0], started)
-            report("fail", name, time.monotonic() - started)
+            seconds = time.monotonic() - started
+            self._record(name, kind, layer, "failed", sent[0], seconds)
+            report("fail", name, seconds)
             return None
         with self._guard:
             self.stats.pushed.setdefault(outcome, []).append(f"{kind} {layer}")
-        self._record(name, kind, layer, outcome, sent[0], started)
-        report("done", name, time.monotonic() - started)
+        seconds = time.monotonic() - started
+        self._record(name, kind, layer, outcome, sent[0], seconds)
+        report("done", name, seconds)
         return outcome
 
     def _record(
-        self, name: str, kind: str, layer: str, outcome: str, size: int, started: float
+        self, name: str, kind: str, layer: str, outcome: str, size: int, seconds: float
     ) -> None:
-        seconds = round(time.monotonic() - started, 3)
         push = {"task": name, "layer": layer, "kind": kind, "outcome": outcome}
         with self._guard:
-            self.stats.pushes.append({**push, "bytes": size, "seconds": seconds})
+            self.stats.pushes.append({**push, "bytes": size, "seconds": round(seconds, 3)})
 
     def _push(self, cache: LayerCache, entry: CacheEntry, layer: str, sent: list[int]) -> str:
         client = self._client()
