@@ -10,6 +10,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from fixtures_archives import HOSTILE as FULL_HOSTILE
+from fixtures_archives import Spec, make_tar
 
 from venvstacks.deploy.extract import StreamChecker, safe_extract
 from venvstacks.deploy.stream import decompressor_command
@@ -20,48 +22,25 @@ CLAMP = 1_700_000_000
 TAR_FORMATS = [ArchiveFormat.TAR_XZ, ArchiveFormat.TAR_GZ, ArchiveFormat.TAR_ZST]
 DECOMPRESSORS = [pytest.param(True, id="system"), pytest.param(False, id="python")]
 
-Spec = tuple[str, str, str]  # (name, kind, payload: file content or link target)
 GOOD: list[Spec] = [
     ("layer", "dir", ""),
     ("layer/lib", "dir", ""),
     ("layer/lib/mod.py", "file", "X = 1\n"),
 ]
-# The full set is in test_extract.py (through the same code); these cover each kind of check.
-HOSTILE: dict[str, tuple[list[Spec], str]] = {
-    "parent traversal": ([("layer", "dir", ""), ("layer/../evil", "file", "x")], "layer/../evil"),
-    "outside the root": ([("layer", "dir", ""), ("evil/x", "file", "x")], "outside the archive"),
-    "escaping symlink": ([("layer", "dir", ""), ("layer/l", "symlink", "../../x")], "escapes"),
-    "hardlink to non-member": ([("layer", "dir", ""), ("layer/h", "hardlink", "layer/x")], "hard"),
-    "fifo": ([("layer", "dir", ""), ("layer/pipe", "fifo", "")], "fifo"),
-    "write through a symlink": (
-        [("layer", "dir", ""), ("layer/d", "symlink", "."), ("layer/d/x", "file", "x")],
-        "inside symlink",
-    ),
-    "duplicate member": (
-        [("layer", "dir", ""), ("layer/x", "file", "a"), ("layer/x", "file", "b")],
-        "duplicate",
-    ),
-    "empty archive": ([], "empty"),
+# The full set is checked in test_extract.py (through the same code); these cover each kind.
+HOSTILE = {
+    case: FULL_HOSTILE[case]
+    for case in (
+        "parent traversal",
+        "outside the root",
+        "escaping symlink",
+        "hardlink to non-member",
+        "fifo",
+        "write through a symlink",
+        "duplicate member",
+        "empty archive",
+    )
 }
-
-
-def make_tar(path: Path, members: list[Spec]) -> Path:
-    with tarfile.open(path, "w:xz") as tar:
-        for name, kind, payload in members:
-            info = tarfile.TarInfo(name)
-            data = None
-            if kind == "dir":
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-            elif kind == "file":
-                data = payload.encode()
-                info.size, info.mode = len(data), 0o644
-            elif kind in ("symlink", "hardlink"):
-                info.type = tarfile.SYMTYPE if kind == "symlink" else tarfile.LNKTYPE
-                info.linkname = payload
-            else:
-                info.type = tarfile.FIFOTYPE
-            tar.addfile(info, io.BytesIO(data) if data is not None else None)
-    return path
 
 
 def _sha256(path: Path) -> str:
@@ -146,7 +125,7 @@ def test_hostile_members_are_refused_by_both_decompressors(
     tmp_path: Path, case: str, external: bool
 ) -> None:
     members, expected = HOSTILE[case]
-    archive = make_tar(tmp_path / "evil.tar.xz", members)
+    archive = make_tar(tmp_path / "evil.tar.xz", members, "w:xz")
     deploy = tmp_path / "deploy"
     deploy.mkdir()
     with pytest.raises(DeployError) as excinfo:
